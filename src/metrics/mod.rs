@@ -1,0 +1,1 @@
+//! Segmentation metrics (filled in next).
