@@ -6,6 +6,8 @@
 pub mod error;
 pub mod io;
 pub mod metrics;
+pub mod model;
+pub mod preprocess;
 pub mod volume;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,233 @@
+//! A trained model folder as nnU-Net writes it (`plans.json`, `dataset.json`, `fold_N/`), plus
+//! what `tools/export_onnx.py` adds to each fold (`model.onnx`, `nnunet_rt_export.json`).
+
+mod plans;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+pub use plans::{Label, Normalization, Plan, ResamplingSpec};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// File the exporter writes next to each fold's `model.onnx`.
+pub const EXPORT_METADATA_FILE: &str = "nnunet_rt_export.json";
+/// ONNX file name inside each fold folder.
+pub const ONNX_FILE: &str = "model.onnx";
+/// Role of the output that holds segmentation logits.
+pub const ROLE_SEGMENTATION: &str = "segmentation_logits";
+/// Role of the output that holds classification logits.
+pub const ROLE_CLASSIFICATION: &str = "classification_logits";
+
+/// One input or output of the exported network.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct TensorSpec {
+    /// Name in the ONNX graph.
+    pub name: String,
+    /// What the output holds (`segmentation_logits`, `classification_logits`); empty for inputs.
+    #[serde(default)]
+    pub role: String,
+    /// Shape, with `"batch"` for the dynamic batch axis.
+    #[serde(default)]
+    pub shape: Vec<Value>,
+}
+
+/// The classification head's description.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ClassificationSpec {
+    /// One name per head output.
+    pub class_names: Vec<String>,
+    /// Labels whose predicted volume weights each tile's class evidence (default: the highest label).
+    #[serde(default)]
+    pub evidence_labels: Option<Vec<u32>>,
+}
+
+/// `fold_N/nnunet_rt_export.json`: what the checkpoint knew that ONNX does not say.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ExportMetadata {
+    /// Always `nnunet-rt-export`.
+    pub format: String,
+    /// Schema version (1).
+    pub format_version: u32,
+    /// Configuration the fold was trained with, e.g. `3d_fullres`.
+    #[serde(default = "default_configuration")]
+    pub configuration: String,
+    /// Trainer class name.
+    #[serde(default)]
+    pub trainer_name: String,
+    /// Axes (of the spatial array) mirroring TTA may flip; `None` disables TTA, as in nnU-Net.
+    pub inference_allowed_mirroring_axes: Option<Vec<usize>>,
+    /// Network input.
+    pub input: TensorSpec,
+    /// Network outputs with their roles.
+    pub outputs: Vec<TensorSpec>,
+    /// The classification head, when the network has one.
+    #[serde(default)]
+    pub classification: Option<ClassificationSpec>,
+}
+
+fn default_configuration() -> String {
+    "3d_fullres".to_string()
+}
+
+impl ExportMetadata {
+    /// The output with `role`, if any.
+    pub fn output(&self, role: &str) -> Option<&TensorSpec> {
+        self.outputs.iter().find(|o| o.role == role)
+    }
+}
+
+/// One fold of the model: its name (`0`, `all`...), ONNX file and export metadata.
+#[derive(Debug, Clone)]
+pub struct Fold {
+    /// Fold name as in `fold_<name>`.
+    pub name: String,
+    /// Path of `model.onnx`.
+    pub onnx_path: PathBuf,
+    /// Its metadata file.
+    pub metadata: ExportMetadata,
+}
+
+/// A model folder, read and checked, without any ONNX Runtime session yet.
+#[derive(Debug, Clone)]
+pub struct ModelFolder {
+    /// The folder.
+    pub dir: PathBuf,
+    /// The resolved configuration.
+    pub plan: Plan,
+    /// Folds in use, in the order their logits are summed.
+    pub folds: Vec<Fold>,
+    /// Mirroring axes from the first fold (nnU-Net reads them from the first checkpoint only).
+    pub mirroring_axes: Vec<usize>,
+    /// The classification head, when the network has one (from the first fold).
+    pub classification: Option<ClassificationSpec>,
+}
+
+impl ModelFolder {
+    /// Reads `dir`. `folds` selects fold names (`"0"`, `"all"`...) in the given order; `None`
+    /// uses every exported fold, numerically sorted.
+    pub fn open(dir: &Path, folds: Option<&[String]>) -> Result<ModelFolder> {
+        if !dir.is_dir() {
+            return Err(Error::new(ErrorKind::Io, format!("model folder {} does not exist", dir.display())));
+        }
+        let plans = read_json(&dir.join("plans.json"))?;
+        let dataset = read_json(&dir.join("dataset.json"))?;
+        let available = discover_folds(dir)?;
+        let chosen: Vec<String> = match folds {
+            None => available.clone(),
+            Some(list) if list.is_empty() => return Err(Error::invalid_argument("the fold list is empty")),
+            Some(list) => {
+                for name in list {
+                    if !available.contains(name) {
+                        return Err(Error::invalid_argument(format!(
+                            "fold {name:?} is not in {} (exported folds: {available:?})",
+                            dir.display()
+                        )));
+                    }
+                }
+                list.to_vec()
+            }
+        };
+        if chosen.is_empty() {
+            return Err(Error::invalid_model(format!(
+                "{} has no exported fold (fold_N/{ONNX_FILE} with {EXPORT_METADATA_FILE}); export the checkpoints with tools/export_onnx.py",
+                dir.display()
+            )));
+        }
+        let folds = chosen
+            .iter()
+            .map(|name| {
+                let fold_dir = dir.join(format!("fold_{name}"));
+                let metadata_path = fold_dir.join(EXPORT_METADATA_FILE);
+                let metadata: ExportMetadata = serde_json::from_value(read_json(&metadata_path)?)
+                    .map_err(|e| Error::invalid_model(format!("{}: {e}", metadata_path.display())))?;
+                Ok(Fold { name: name.clone(), onnx_path: fold_dir.join(ONNX_FILE), metadata })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let first = &folds[0].metadata;
+        let plan = Plan::from_json(&plans, &dataset, &first.configuration)?;
+        for fold in &folds {
+            check_metadata(&fold.metadata, &plan, &fold.name, first)?;
+        }
+        let mirroring_axes = first.inference_allowed_mirroring_axes.clone().unwrap_or_default();
+        if let Some(bad) = mirroring_axes.iter().find(|&&a| a > 2) {
+            return Err(Error::invalid_model(format!(
+                "fold_{}/{EXPORT_METADATA_FILE} inference_allowed_mirroring_axes contains axis {bad}; axes are 0, 1, 2",
+                folds[0].name
+            )));
+        }
+        Ok(ModelFolder { dir: dir.to_path_buf(), classification: first.classification.clone(), plan, folds, mirroring_axes })
+    }
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::new(ErrorKind::InvalidModel, format!("cannot read {}: {e}", path.display())).with_source(e)
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::invalid_model(format!("{} is not valid JSON: {e}", path.display())))
+}
+
+/// Names of `fold_*` folders that hold an exported model, numerically sorted (`all` last).
+fn discover_folds(dir: &Path) -> Result<Vec<String>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("cannot list", dir, e))?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join(ONNX_FILE).is_file())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("fold_")).map(str::to_string))
+        .collect();
+    names.sort_by_key(|n| (n.parse::<u64>().unwrap_or(u64::MAX), n.clone()));
+    Ok(names)
+}
+
+fn check_metadata(meta: &ExportMetadata, plan: &Plan, fold: &str, first: &ExportMetadata) -> Result<()> {
+    let file = format!("fold_{fold}/{EXPORT_METADATA_FILE}");
+    if meta.format != "nnunet-rt-export" || meta.format_version != 1 {
+        return Err(Error::unsupported_model(format!(
+            "{file}: format {:?} version {} (expected \"nnunet-rt-export\" version 1)",
+            meta.format, meta.format_version
+        )));
+    }
+    if meta.configuration != first.configuration || meta.outputs.len() != first.outputs.len() {
+        return Err(Error::invalid_model(format!("{file}: configuration or outputs differ from the first fold's")));
+    }
+    let seg = meta.output(ROLE_SEGMENTATION).ok_or_else(|| {
+        Error::invalid_model(format!("{file}: no output with role \"{ROLE_SEGMENTATION}\""))
+    })?;
+    let dim = |shape: &[Value], i: usize| shape.get(i).and_then(Value::as_u64).map(|d| d as usize);
+    let expected_in = [plan.channel_names.len(), plan.patch_size[0], plan.patch_size[1], plan.patch_size[2]];
+    let found_in: Vec<Option<usize>> = (1..5).map(|i| dim(&meta.input.shape, i)).collect();
+    if found_in.iter().zip(expected_in).any(|(f, e)| *f != Some(e)) {
+        return Err(Error::invalid_model(format!(
+            "{file}: input shape {:?} does not match the plans (channels {}, patch {:?})",
+            meta.input.shape,
+            plan.channel_names.len(),
+            plan.patch_size
+        )));
+    }
+    if dim(&seg.shape, 1) != Some(plan.num_classes()) {
+        return Err(Error::invalid_model(format!(
+            "{file}: segmentation output has shape {:?} but dataset.json has {} labels",
+            seg.shape,
+            plan.num_classes()
+        )));
+    }
+    if let (Some(cls), Some(spec)) = (meta.output(ROLE_CLASSIFICATION), &meta.classification) {
+        if dim(&cls.shape, 1) != Some(spec.class_names.len()) {
+            return Err(Error::invalid_model(format!(
+                "{file}: classification output has shape {:?} but {} class names",
+                cls.shape,
+                spec.class_names.len()
+            )));
+        }
+        if let Some(bad) = spec.evidence_labels.iter().flatten().find(|&&l| l as usize >= plan.num_classes()) {
+            return Err(Error::invalid_model(format!("{file}: evidence label {bad} is not a label of dataset.json")));
+        }
+    } else if meta.output(ROLE_CLASSIFICATION).is_some() != meta.classification.is_some() {
+        return Err(Error::invalid_model(format!(
+            "{file}: a classification output needs \"classification\" class names, and the reverse"
+        )));
+    }
+    Ok(())
+}

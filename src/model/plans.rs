@@ -1,0 +1,500 @@
+//! What nnU-Net's `plans.json` and `dataset.json` say about inference, resolved for one
+//! configuration and checked: everything the pipeline needs, nothing it does not.
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// Intensity normalisation of one input channel (nnU-Net's `normalization_schemes`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Normalization {
+    /// `CTNormalization`: clip to the training foreground's 0.5/99.5 percentiles, subtract its
+    /// mean, divide by its std — all as float32, the statistics converted once.
+    Ct {
+        /// `percentile_00_5` as float32.
+        lower: f32,
+        /// `percentile_99_5` as float32.
+        upper: f32,
+        /// `mean` as float32.
+        mean: f32,
+        /// `max(std, 1e-8)` taken in float64, then float32.
+        std: f32,
+    },
+    /// `ZScoreNormalization`: the case's own mean and std, over the nonzero mask when
+    /// `use_mask_for_norm` is set for the channel.
+    ZScore {
+        /// Restrict statistics and normalisation to the (hole-filled) nonzero mask.
+        use_mask: bool,
+    },
+    /// `NoNormalization`: values are only converted to float32.
+    NoNorm,
+    /// `RescaleTo01Normalization`: `(x - min) / max(max_after_shift, 1e-8)`.
+    RescaleTo01,
+    /// `RGBTo01Normalization`: `x / 255`.
+    RgbTo01,
+}
+
+/// One of nnU-Net's `resample_data_or_seg_to_shape` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResamplingSpec {
+    /// Spline order in-plane or in 3-D: 3 for images, 1 for logits by default.
+    pub order: usize,
+    /// Order along the thick axis when resampling separately (0 = nearest).
+    pub order_z: usize,
+    /// `force_separate_z`: `None` decides from the spacing's anisotropy.
+    pub force_separate_z: Option<bool>,
+}
+
+/// A label of `dataset.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    /// Name in `dataset.json` (`background`, `pancreas`, ...).
+    pub name: String,
+    /// Value written in the output label map (= network output channel).
+    pub value: u32,
+}
+
+/// Everything about a model's configuration that inference needs, in nnU-Net's axis order
+/// (after `transpose_forward`) where a field is spatial.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Configuration name, e.g. `3d_fullres`.
+    pub configuration: String,
+    /// Input channel names from `dataset.json`, in channel order.
+    pub channel_names: Vec<String>,
+    /// Output labels, by value, background first; the argmax index is the label value.
+    pub labels: Vec<Label>,
+    /// `transpose_forward`: spatial axis `i` of the network's array is input axis `transpose_forward[i]`.
+    pub transpose_forward: [usize; 3],
+    /// `transpose_backward`, the inverse permutation.
+    pub transpose_backward: [usize; 3],
+    /// Network patch size (transposed order).
+    pub patch_size: [usize; 3],
+    /// Target spacing in mm (transposed order).
+    pub spacing: [f64; 3],
+    /// One normalisation per channel.
+    pub normalization: Vec<Normalization>,
+    /// Resampling of images during preprocessing.
+    pub resample_data: ResamplingSpec,
+    /// Resampling of logits back to the original grid at export.
+    pub resample_probabilities: ResamplingSpec,
+    /// File ending of the training images, e.g. `.nii.gz`.
+    pub file_ending: String,
+}
+
+impl Plan {
+    /// Number of network output channels (classes including background).
+    pub fn num_classes(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether any channel needs the hole-filled nonzero mask (ZScore with `use_mask_for_norm`).
+    pub fn needs_nonzero_mask(&self) -> bool {
+        self.normalization.iter().any(|n| matches!(n, Normalization::ZScore { use_mask: true }))
+    }
+
+    /// Reads `plans.json` and `dataset.json` (as parsed JSON) for `configuration`.
+    ///
+    /// Refuses, naming the key and value, what this library does not implement: 2-D or cascaded
+    /// configurations, resampling or normalisation functions other than nnU-Net's defaults,
+    /// region-based labels, and readers that reorient.
+    pub fn from_json(plans: &Value, dataset: &Value, configuration: &str) -> Result<Plan> {
+        let plans = object(plans, "plans.json")?;
+        let dataset = object(dataset, "dataset.json")?;
+        let config = &resolve_configuration(plans, configuration)?;
+        let at = |key: &str| format!("plans.json configurations.{configuration}.{key}");
+
+        if let Some(prev) = config.get("previous_stage").filter(|v| !v.is_null()) {
+            return Err(Error::unsupported_model(format!(
+                "{} = {prev}: cascaded configurations are not supported",
+                at("previous_stage")
+            )));
+        }
+        let patch = usize_list(config.get("patch_size"), &at("patch_size"))?;
+        if patch.len() != 3 {
+            return Err(Error::unsupported_model(format!(
+                "{} = {patch:?}: only 3-D configurations are supported",
+                at("patch_size")
+            )));
+        }
+        let spacing = f64_list(config.get("spacing"), &at("spacing"))?;
+        if spacing.len() != 3 || spacing.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(Error::invalid_model(format!("{} = {spacing:?} is not three positive numbers", at("spacing"))));
+        }
+        if let Some(reader) = plans.get("image_reader_writer").and_then(Value::as_str) {
+            if !matches!(reader, "SimpleITKIO" | "NibabelIO") {
+                return Err(Error::unsupported_model(format!(
+                    "plans.json image_reader_writer = {reader:?}: only SimpleITKIO and NibabelIO (no reorientation) are supported"
+                )));
+            }
+        }
+        let transpose_forward = permutation(plans.get("transpose_forward"), "plans.json transpose_forward")?;
+        let transpose_backward = permutation(plans.get("transpose_backward"), "plans.json transpose_backward")?;
+        for i in 0..3 {
+            if transpose_backward[transpose_forward[i]] != i {
+                return Err(Error::invalid_model(format!(
+                    "plans.json transpose_backward {transpose_backward:?} is not the inverse of transpose_forward {transpose_forward:?}"
+                )));
+            }
+        }
+
+        let channel_names = channel_names(dataset)?;
+        let labels = labels(dataset)?;
+        let normalization = normalization(plans, config, &at, &channel_names)?;
+        let resample_data = resampling(config, "resampling_fn_data", &at)?;
+        let resample_probabilities = resampling(config, "resampling_fn_probabilities", &at)?;
+        let file_ending = dataset.get("file_ending").and_then(Value::as_str).unwrap_or(".nii.gz").to_string();
+
+        Ok(Plan {
+            configuration: configuration.to_string(),
+            channel_names,
+            labels,
+            transpose_forward,
+            transpose_backward,
+            patch_size: [patch[0], patch[1], patch[2]],
+            spacing: [spacing[0], spacing[1], spacing[2]],
+            normalization,
+            resample_data,
+            resample_probabilities,
+            file_ending,
+        })
+    }
+}
+
+fn object<'a>(value: &'a Value, what: &str) -> Result<&'a Map<String, Value>> {
+    value.as_object().ok_or_else(|| Error::invalid_model(format!("{what} is not a JSON object")))
+}
+
+/// `configurations[name]` with `inherits_from` resolved: the parent's keys, overridden by the child's.
+fn resolve_configuration(plans: &Map<String, Value>, name: &str) -> Result<Map<String, Value>> {
+    let configs = plans
+        .get("configurations")
+        .and_then(Value::as_object)
+        .ok_or_else(|| Error::invalid_model("plans.json has no \"configurations\" object"))?;
+    let mut chain = vec![name.to_string()];
+    let mut current = name.to_string();
+    loop {
+        let config = configs.get(&current).and_then(Value::as_object).ok_or_else(|| {
+            let known: Vec<&String> = configs.keys().collect();
+            Error::invalid_model(format!("plans.json has no configuration {current:?} (it has {known:?})"))
+        })?;
+        match config.get("inherits_from").and_then(Value::as_str) {
+            Some(parent) if chain.iter().any(|c| c == parent) => {
+                return Err(Error::invalid_model(format!(
+                    "plans.json configurations: inherits_from forms a cycle through {parent:?}"
+                )))
+            }
+            Some(parent) => {
+                chain.push(parent.to_string());
+                current = parent.to_string();
+            }
+            None => break,
+        }
+    }
+    let mut resolved = Map::new();
+    for link in chain.iter().rev() {
+        for (k, v) in configs[link].as_object().expect("checked above") {
+            resolved.insert(k.clone(), v.clone());
+        }
+    }
+    resolved.remove("inherits_from");
+    Ok(resolved)
+}
+
+fn usize_list(value: Option<&Value>, key: &str) -> Result<Vec<usize>> {
+    let list = value
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::invalid_model(format!("{key} is missing or not a list")))?;
+    list.iter()
+        .map(|v| v.as_u64().filter(|&n| n > 0).map(|n| n as usize))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| Error::invalid_model(format!("{key} = {} is not a list of positive integers", Value::Array(list.clone()))))
+}
+
+fn f64_list(value: Option<&Value>, key: &str) -> Result<Vec<f64>> {
+    let list = value
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::invalid_model(format!("{key} is missing or not a list")))?;
+    list.iter()
+        .map(Value::as_f64)
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| Error::invalid_model(format!("{key} is not a list of numbers")))
+}
+
+fn permutation(value: Option<&Value>, key: &str) -> Result<[usize; 3]> {
+    let list = match value {
+        None => vec![0, 1, 2],
+        Some(v) => v
+            .as_array()
+            .and_then(|l| l.iter().map(|n| n.as_u64().map(|n| n as usize)).collect::<Option<Vec<_>>>())
+            .ok_or_else(|| Error::invalid_model(format!("{key} = {v} is not a list of axis indices")))?,
+    };
+    let mut sorted = list.clone();
+    sorted.sort_unstable();
+    if sorted != [0, 1, 2] {
+        return Err(Error::invalid_model(format!("{key} = {list:?} is not a permutation of [0, 1, 2]")));
+    }
+    Ok([list[0], list[1], list[2]])
+}
+
+fn channel_names(dataset: &Map<String, Value>) -> Result<Vec<String>> {
+    let names = dataset
+        .get("channel_names")
+        .or_else(|| dataset.get("modality"))
+        .and_then(Value::as_object)
+        .ok_or_else(|| Error::invalid_model("dataset.json has no \"channel_names\" object"))?;
+    let mut indexed = names
+        .iter()
+        .map(|(k, v)| {
+            let index = k.parse::<usize>().map_err(|_| {
+                Error::invalid_model(format!("dataset.json channel_names key {k:?} is not a channel index"))
+            })?;
+            Ok((index, v.as_str().unwrap_or_default().to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    indexed.sort();
+    if indexed.iter().enumerate().any(|(i, (index, _))| i != *index) || indexed.is_empty() {
+        return Err(Error::invalid_model(format!(
+            "dataset.json channel_names keys {:?} are not 0..N-1",
+            indexed.iter().map(|(i, _)| i).collect::<Vec<_>>()
+        )));
+    }
+    Ok(indexed.into_iter().map(|(_, name)| name).collect())
+}
+
+fn labels(dataset: &Map<String, Value>) -> Result<Vec<Label>> {
+    let labels = dataset
+        .get("labels")
+        .and_then(Value::as_object)
+        .ok_or_else(|| Error::invalid_model("dataset.json has no \"labels\" object"))?;
+    let mut out = Vec::new();
+    for (name, value) in labels {
+        let single = match value {
+            Value::Array(list) if list.len() == 1 => &list[0],
+            Value::Array(list) => {
+                return Err(Error::unsupported_model(format!(
+                    "dataset.json labels.{name} = {}: region-based labels are not supported",
+                    Value::Array(list.clone())
+                )))
+            }
+            other => other,
+        };
+        let v = single
+            .as_u64()
+            .ok_or_else(|| Error::invalid_model(format!("dataset.json labels.{name} = {value} is not an integer")))?;
+        if name == "ignore" {
+            continue;
+        }
+        out.push(Label { name: name.clone(), value: v as u32 });
+    }
+    out.sort_by_key(|l| l.value);
+    if out.first().map(|l| l.value) != Some(0) {
+        return Err(Error::invalid_model("dataset.json labels must contain background = 0"));
+    }
+    if out.iter().enumerate().any(|(i, l)| l.value as usize != i) {
+        return Err(Error::invalid_model(format!(
+            "dataset.json label values {:?} are not consecutive 0..N-1",
+            out.iter().map(|l| l.value).collect::<Vec<_>>()
+        )));
+    }
+    Ok(out)
+}
+
+fn normalization(
+    plans: &Map<String, Value>,
+    config: &Map<String, Value>,
+    at: &dyn Fn(&str) -> String,
+    channel_names: &[String],
+) -> Result<Vec<Normalization>> {
+    let schemes = config
+        .get("normalization_schemes")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::invalid_model(format!("{} is missing", at("normalization_schemes"))))?;
+    if schemes.len() != channel_names.len() {
+        return Err(Error::invalid_model(format!(
+            "{} has {} entries but dataset.json declares {} channel(s)",
+            at("normalization_schemes"),
+            schemes.len(),
+            channel_names.len()
+        )));
+    }
+    let masks = config.get("use_mask_for_norm").and_then(Value::as_array);
+    let properties = plans
+        .get("foreground_intensity_properties_per_channel")
+        .or_else(|| plans.get("foreground_intensity_properties_by_modality"))
+        .and_then(Value::as_object);
+    schemes
+        .iter()
+        .enumerate()
+        .map(|(c, scheme)| {
+            let name = scheme.as_str().unwrap_or_default();
+            let use_mask = masks.and_then(|m| m.get(c)).and_then(Value::as_bool).unwrap_or(false);
+            Ok(match name {
+                "CTNormalization" => {
+                    let key = "plans.json foreground_intensity_properties_per_channel";
+                    let props = properties
+                        .and_then(|p| p.get(&c.to_string()))
+                        .and_then(Value::as_object)
+                        .ok_or_else(|| Error::invalid_model(format!("{key}.\"{c}\" is missing (needed by CTNormalization)")))?;
+                    let get = |k: &str| {
+                        props.get(k).and_then(Value::as_f64).ok_or_else(|| {
+                            Error::invalid_model(format!("{key}.\"{c}\".{k} is missing (needed by CTNormalization)"))
+                        })
+                    };
+                    Normalization::Ct {
+                        lower: get("percentile_00_5")? as f32,
+                        upper: get("percentile_99_5")? as f32,
+                        mean: get("mean")? as f32,
+                        std: get("std")?.max(1e-8) as f32,
+                    }
+                }
+                "ZScoreNormalization" => Normalization::ZScore { use_mask },
+                "NoNormalization" => Normalization::NoNorm,
+                "RescaleTo01Normalization" => Normalization::RescaleTo01,
+                "RGBTo01Normalization" => Normalization::RgbTo01,
+                other => {
+                    return Err(Error::unsupported_model(format!(
+                        "{}[{c}] = {other:?}: unknown normalisation (supported: CTNormalization, ZScoreNormalization, NoNormalization, RescaleTo01Normalization, RGBTo01Normalization)",
+                        at("normalization_schemes")
+                    )))
+                }
+            })
+        })
+        .collect()
+}
+
+fn resampling(config: &Map<String, Value>, key: &str, at: &dyn Fn(&str) -> String) -> Result<ResamplingSpec> {
+    let name = config.get(key).and_then(Value::as_str).unwrap_or("resample_data_or_seg_to_shape");
+    if name != "resample_data_or_seg_to_shape" {
+        return Err(Error::unsupported_model(format!(
+            "{} = {name:?}: only resample_data_or_seg_to_shape is supported",
+            at(key)
+        )));
+    }
+    let kwargs_key = format!("{key}_kwargs");
+    let kwargs = config.get(&kwargs_key).and_then(Value::as_object);
+    let default_order = if key == "resampling_fn_data" { 3 } else { 1 };
+    let int = |k: &str, default: usize| -> Result<usize> {
+        match kwargs.and_then(|m| m.get(k)) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => v
+                .as_u64()
+                .filter(|&o| o <= 5)
+                .map(|o| o as usize)
+                .ok_or_else(|| Error::invalid_model(format!("{}.{k} = {v} is not a spline order 0..5", at(&kwargs_key)))),
+        }
+    };
+    let order = int("order", default_order)?;
+    let order_z = int("order_z", 0)?;
+    if !matches!(order, 0 | 1 | 3) || order_z != 0 {
+        return Err(Error::unsupported_model(format!(
+            "{} order = {order}, order_z = {order_z}: only order 0, 1 or 3 with order_z 0 are supported",
+            at(&kwargs_key)
+        )));
+    }
+    let force_separate_z = match kwargs.and_then(|m| m.get("force_separate_z")) {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(v) => return Err(Error::invalid_model(format!("{}.force_separate_z = {v} is not a boolean or null", at(&kwargs_key)))),
+    };
+    Ok(ResamplingSpec { order, order_z, force_separate_z })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+    use serde_json::json;
+
+    fn plans() -> Value {
+        json!({
+            "transpose_forward": [0, 1, 2],
+            "transpose_backward": [0, 1, 2],
+            "image_reader_writer": "SimpleITKIO",
+            "foreground_intensity_properties_per_channel": {
+                "0": {"mean": 74.89175415039062, "std": 44.09819793701172,
+                      "percentile_00_5": -55.99610900878906, "percentile_99_5": 179.97802734375}
+            },
+            "configurations": {
+                "3d_base": {
+                    "patch_size": [64, 128, 192],
+                    "spacing": [2.0, 0.73046875, 0.73046875],
+                    "normalization_schemes": ["CTNormalization"],
+                    "use_mask_for_norm": [false],
+                    "resampling_fn_data": "resample_data_or_seg_to_shape",
+                    "resampling_fn_data_kwargs": {"is_seg": false, "order": 3, "order_z": 0, "force_separate_z": null},
+                    "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+                    "resampling_fn_probabilities_kwargs": {"is_seg": false, "order": 1, "order_z": 0, "force_separate_z": null}
+                },
+                "3d_fullres": {"inherits_from": "3d_base", "patch_size": [32, 64, 96]},
+                "2d": {"patch_size": [128, 128], "spacing": [0.7, 0.7], "normalization_schemes": ["CTNormalization"]}
+            }
+        })
+    }
+
+    fn dataset() -> Value {
+        json!({"channel_names": {"0": "CT"}, "labels": {"background": 0, "pancreas": 1, "lesion": 2}, "file_ending": ".nii.gz"})
+    }
+
+    #[test]
+    fn resolves_inheritance_and_reads_ct_statistics() {
+        let plan = Plan::from_json(&plans(), &dataset(), "3d_fullres").unwrap();
+        assert_eq!(plan.patch_size, [32, 64, 96], "the child's key wins");
+        assert_eq!(plan.spacing, [2.0, 0.73046875, 0.73046875], "inherited from the parent");
+        assert_eq!(plan.num_classes(), 3);
+        assert_eq!(plan.resample_probabilities.order, 1);
+        match plan.normalization[0] {
+            Normalization::Ct { lower, upper, mean, std } => {
+                assert_eq!((lower, upper, mean, std), (-55.99610900878906f32, 179.97802734375f32, 74.89175415039062f32, 44.09819793701172f32));
+            }
+            ref other => panic!("expected CT normalisation, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_implemented_naming_the_key() {
+        let err = Plan::from_json(&plans(), &dataset(), "2d").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnsupportedModel);
+        assert!(err.message().contains("configurations.2d.patch_size"), "{err}");
+
+        let mut p = plans();
+        p["configurations"]["3d_fullres"]["resampling_fn_data"] = json!("resample_torch_fornnunet");
+        let err = Plan::from_json(&p, &dataset(), "3d_fullres").unwrap_err();
+        assert!(err.message().contains("resampling_fn_data = \"resample_torch_fornnunet\""), "{err}");
+
+        let mut p = plans();
+        p["configurations"]["3d_fullres"]["normalization_schemes"] = json!(["MyNorm"]);
+        let err = Plan::from_json(&p, &dataset(), "3d_fullres").unwrap_err();
+        assert!(err.message().contains("MyNorm"), "{err}");
+
+        let mut p = plans();
+        p["configurations"]["3d_fullres"]["previous_stage"] = json!("3d_lowres");
+        assert_eq!(Plan::from_json(&p, &dataset(), "3d_fullres").unwrap_err().kind(), ErrorKind::UnsupportedModel);
+
+        let mut d = dataset();
+        d["labels"] = json!({"background": 0, "whole": [1, 2], "core": 2});
+        let err = Plan::from_json(&plans(), &d, "3d_fullres").unwrap_err();
+        assert!(err.message().contains("region-based"), "{err}");
+    }
+
+    #[test]
+    fn missing_keys_are_named() {
+        let mut p = plans();
+        p["foreground_intensity_properties_per_channel"]["0"].as_object_mut().unwrap().remove("std");
+        let err = Plan::from_json(&p, &dataset(), "3d_fullres").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidModel);
+        assert!(err.message().contains("\"0\".std"), "{err}");
+        let err = Plan::from_json(&plans(), &dataset(), "3d_lowres").unwrap_err();
+        assert!(err.message().contains("3d_lowres"), "{err}");
+        let mut p = plans();
+        p["configurations"]["3d_base"]["inherits_from"] = json!("3d_fullres");
+        assert!(Plan::from_json(&p, &dataset(), "3d_fullres").unwrap_err().message().contains("cycle"));
+    }
+
+    #[test]
+    fn ignore_label_is_not_an_output() {
+        let mut d = dataset();
+        d["labels"]["ignore"] = json!(3);
+        assert_eq!(Plan::from_json(&plans(), &d, "3d_fullres").unwrap().num_classes(), 3);
+    }
+}

@@ -1,0 +1,176 @@
+//! Crop to the nonzero region (`crop_to_nonzero`), fused with the transpose.
+
+use std::collections::VecDeque;
+
+use ndarray::Array4;
+
+use crate::volume::VolumeView;
+
+/// Bounding box (half-open, transposed axes) of voxels where any channel is nonzero; the whole
+/// image when there is none. With `fill_mask`, also the crop's nonzero mask with holes filled
+/// (C order over the cropped, transposed grid), which ZScore normalisation with
+/// `use_mask_for_norm` needs.
+///
+/// Filling holes never changes the box, so it is done on the crop only: every voxel outside the
+/// box is background connected to the image border, so a zero region touching the crop's
+/// border is not a hole, exactly as in the full image.
+pub fn nonzero_box(volume: &VolumeView<'_>, tf: [usize; 3], fill_mask: bool) -> ([[usize; 2]; 3], Option<Vec<bool>>) {
+    let [dx, dy, dz] = volume.dims();
+    let input_shape = [dz, dy, dx];
+    let n = volume.voxels_per_channel();
+    let data = volume.data();
+    let nonzero = |v: usize| (0..volume.channels()).any(|c| data.get_f32(c * n + v) != 0.0);
+    let mut lo = input_shape;
+    let mut hi = [0usize; 3];
+    for z in 0..dz {
+        for y in 0..dy {
+            for x in 0..dx {
+                if nonzero((z * dy + y) * dx + x) {
+                    for (a, i) in [z, y, x].into_iter().enumerate() {
+                        lo[a] = lo[a].min(i);
+                        hi[a] = hi[a].max(i + 1);
+                    }
+                }
+            }
+        }
+    }
+    let input_box: [[usize; 2]; 3] = if hi[0] == 0 {
+        std::array::from_fn(|a| [0, input_shape[a]])
+    } else {
+        std::array::from_fn(|a| [lo[a], hi[a]])
+    };
+    let bbox: [[usize; 2]; 3] = std::array::from_fn(|i| input_box[tf[i]]);
+    if !fill_mask {
+        return (bbox, None);
+    }
+    let shape: [usize; 3] = std::array::from_fn(|i| bbox[i][1] - bbox[i][0]);
+    let strides = input_strides(volume);
+    let mut mask = vec![false; shape.iter().product()];
+    for (o, m) in mask.iter_mut().enumerate() {
+        *m = nonzero(input_offset(o, shape, &bbox, tf, strides));
+    }
+    fill_holes(&mut mask, shape);
+    (bbox, Some(mask))
+}
+
+/// Float32 copy of the crop box, channels first, spatial axes transposed.
+pub fn crop_transposed(volume: &VolumeView<'_>, tf: [usize; 3], bbox: &[[usize; 2]; 3]) -> Array4<f32> {
+    let shape: [usize; 3] = std::array::from_fn(|i| bbox[i][1] - bbox[i][0]);
+    let n = volume.voxels_per_channel();
+    let strides = input_strides(volume);
+    let data = volume.data();
+    let voxels = shape.iter().product::<usize>();
+    let mut out = Vec::with_capacity(volume.channels() * voxels);
+    for c in 0..volume.channels() {
+        out.extend((0..voxels).map(|o| data.get_f32(c * n + input_offset(o, shape, bbox, tf, strides))));
+    }
+    Array4::from_shape_vec((volume.channels(), shape[0], shape[1], shape[2]), out).expect("sizes match")
+}
+
+/// Strides of the input's (z, y, x) axes.
+fn input_strides(volume: &VolumeView<'_>) -> [usize; 3] {
+    let [dx, dy, _] = volume.dims();
+    [dy * dx, dx, 1]
+}
+
+/// Input offset of output voxel `o` (C order over `shape`, transposed axes, inside `bbox`).
+#[inline]
+fn input_offset(o: usize, shape: [usize; 3], bbox: &[[usize; 2]; 3], tf: [usize; 3], strides: [usize; 3]) -> usize {
+    let idx = [o / (shape[1] * shape[2]), (o / shape[2]) % shape[1], o % shape[2]];
+    (0..3).map(|i| (bbox[i][0] + idx[i]) * strides[tf[i]]).sum()
+}
+
+/// `scipy.ndimage.binary_fill_holes` with its default structure: background voxels that are not
+/// face-connected (6-neighbourhood) to the array border become foreground.
+pub fn fill_holes(mask: &mut [bool], shape: [usize; 3]) {
+    let [a, b, c] = shape;
+    let mut outside = vec![false; mask.len()];
+    let mut queue = VecDeque::new();
+    let index = |i: usize, j: usize, k: usize| (i * b + j) * c + k;
+    for i in 0..a {
+        for j in 0..b {
+            for k in 0..c {
+                let on_border = i == 0 || j == 0 || k == 0 || i + 1 == a || j + 1 == b || k + 1 == c;
+                let at = index(i, j, k);
+                if on_border && !mask[at] {
+                    outside[at] = true;
+                    queue.push_back((i, j, k));
+                }
+            }
+        }
+    }
+    while let Some((i, j, k)) = queue.pop_front() {
+        let neighbours = [
+            (i.wrapping_sub(1), j, k),
+            (i + 1, j, k),
+            (i, j.wrapping_sub(1), k),
+            (i, j + 1, k),
+            (i, j, k.wrapping_sub(1)),
+            (i, j, k + 1),
+        ];
+        for (ni, nj, nk) in neighbours {
+            if ni < a && nj < b && nk < c {
+                let at = index(ni, nj, nk);
+                if !mask[at] && !outside[at] {
+                    outside[at] = true;
+                    queue.push_back((ni, nj, nk));
+                }
+            }
+        }
+    }
+    for (m, o) in mask.iter_mut().zip(outside) {
+        *m = !o;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume::{Geometry, VoxelData};
+
+    #[test]
+    fn box_of_nonzero_voxels_in_transposed_order() {
+        // dims (x, y, z) = (5, 4, 3); one nonzero voxel at x=3, y=1, z=2 and one at x=1, y=2, z=2.
+        let mut data = vec![0i16; 60];
+        data[(2 * 4 + 1) * 5 + 3] = 7;
+        data[(2 * 4 + 2) * 5 + 1] = -3;
+        let view = VolumeView::new(VoxelData::I16(&data), [5, 4, 3], 1, Geometry::with_spacing([1.0; 3])).unwrap();
+        let (bbox, mask) = nonzero_box(&view, [0, 1, 2], false);
+        assert_eq!(bbox, [[2, 3], [1, 3], [1, 4]]);
+        assert!(mask.is_none());
+        let (swapped, _) = nonzero_box(&view, [2, 0, 1], false);
+        assert_eq!(swapped, [[1, 4], [2, 3], [1, 3]]);
+        let crop = crop_transposed(&view, [2, 0, 1], &swapped);
+        assert_eq!(crop.shape(), &[1, 3, 1, 2]);
+        assert_eq!(crop[[0, 2, 0, 0]], 7.0, "x=3 is the third of x 1..4, y=1 the first of y 1..3");
+        assert_eq!(crop[[0, 0, 0, 1]], -3.0);
+    }
+
+    #[test]
+    fn empty_mask_keeps_the_whole_image() {
+        let data = vec![0f32; 24];
+        let view = VolumeView::new(VoxelData::F32(&data), [4, 3, 2], 1, Geometry::with_spacing([1.0; 3])).unwrap();
+        assert_eq!(nonzero_box(&view, [0, 1, 2], false).0, [[0, 2], [0, 3], [0, 4]]);
+    }
+
+    #[test]
+    fn holes_are_filled_but_border_connected_background_is_not() {
+        // A 5x5x5 shell with a hollow centre, plus a notch that opens one face to the border.
+        let shape = [5, 5, 5];
+        let mut mask = vec![false; 125];
+        for i in 1..4 {
+            for j in 1..4 {
+                for k in 1..4 {
+                    mask[(i * 5 + j) * 5 + k] = (i, j, k) != (2, 2, 2);
+                }
+            }
+        }
+        let mut closed = mask.clone();
+        fill_holes(&mut closed, shape);
+        assert!(closed[(2 * 5 + 2) * 5 + 2], "enclosed voxel is filled");
+        assert!(!closed[0], "outside stays background");
+        mask[(2 * 5 + 2) * 5 + 1] = false; // open the cavity towards x = 0 through (2, 2, 1)
+        fill_holes(&mut mask, shape);
+        assert!(!mask[(2 * 5 + 2) * 5 + 2], "a cavity connected to the border is not a hole");
+    }
+}
