@@ -3,12 +3,21 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod backend;
+pub mod classify;
 pub mod error;
+pub mod export;
 pub mod io;
 pub mod metrics;
 pub mod model;
+pub mod predictor;
 pub mod preprocess;
 pub mod volume;
+pub mod window;
 
 pub use error::{Error, ErrorKind, Result};
 pub use volume::{Geometry, Volume, VolumeView, VoxelData};
+pub use backend::ort::Device;
+pub use classify::{Classification, ClassificationPolicy};
+pub use export::Labels;
+pub use predictor::{LoadOptions, Model, PredictOptions, Prediction, Stage, Timings};

@@ -75,7 +75,7 @@ fn input_strides(volume: &VolumeView<'_>) -> [usize; 3] {
 
 /// Input offset of output voxel `o` (C order over `shape`, transposed axes, inside `bbox`).
 #[inline]
-fn input_offset(o: usize, shape: [usize; 3], bbox: &[[usize; 2]; 3], tf: [usize; 3], strides: [usize; 3]) -> usize {
+pub(crate) fn input_offset(o: usize, shape: [usize; 3], bbox: &[[usize; 2]; 3], tf: [usize; 3], strides: [usize; 3]) -> usize {
     let idx = [o / (shape[1] * shape[2]), (o / shape[2]) % shape[1], o % shape[2]];
     (0..3).map(|i| (bbox[i][0] + idx[i]) * strides[tf[i]]).sum()
 }

@@ -1,0 +1,172 @@
+//! From logits on the network's grid back to labels on the caller's grid
+//! (`convert_predicted_logits_to_segmentation_with_correct_shape`): resample the logits
+//! (float16, linear or separate-z), argmax with the first maximum winning, paste into the crop
+//! box, undo the transpose. Probabilities (softmax, float32) on request.
+
+use half::f16;
+use ndarray::Array4;
+use rayon::prelude::*;
+
+use crate::model::Plan;
+use crate::preprocess::{crop, resample, Preprocessed};
+
+/// A label map in the caller's memory order (x fastest): `u8` while every label fits, else `u16`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Labels {
+    /// Up to 255 labels (nnU-Net writes uint8 below 255).
+    U8(Vec<u8>),
+    /// More labels.
+    U16(Vec<u16>),
+}
+
+impl Labels {
+    /// Label of voxel `i`.
+    pub fn get(&self, i: usize) -> u32 {
+        match self {
+            Labels::U8(v) => v[i] as u32,
+            Labels::U16(v) => v[i] as u32,
+        }
+    }
+
+    /// Number of voxels.
+    pub fn len(&self) -> usize {
+        match self {
+            Labels::U8(v) => v.len(),
+            Labels::U16(v) => v.len(),
+        }
+    }
+
+    /// True for an empty map.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Voxel count per label value `0..classes`.
+    pub fn counts(&self, classes: usize) -> Vec<u64> {
+        let mut counts = vec![0u64; classes];
+        for i in 0..self.len() {
+            counts[self.get(i) as usize] += 1;
+        }
+        counts
+    }
+}
+
+/// The exported result.
+#[derive(Debug, Clone)]
+pub struct Exported {
+    /// Labels on the input grid.
+    pub labels: Labels,
+    /// `(classes, z, y, x)` softmax probabilities on the input grid, when requested.
+    pub probabilities: Option<Vec<f32>>,
+}
+
+/// Logits resampled to the cropped input grid (float16, transposed axes), one channel at a time.
+pub fn resample_logits(logits: &Array4<f16>, pre: &Preprocessed, plan: &Plan) -> Array4<f16> {
+    let shape = [logits.shape()[1], logits.shape()[2], logits.shape()[3]];
+    let target = pre.shape_after_cropping;
+    let classes = logits.shape()[0];
+    let mut out = Array4::<f16>::from_elem((classes, target[0], target[1], target[2]), f16::ZERO);
+    for (c, mut block) in out.outer_iter_mut().enumerate() {
+        let channel = logits.index_axis(ndarray::Axis(0), c);
+        let channel = channel.as_standard_layout();
+        let resampled = resample::resample_channel(
+            channel.as_slice().expect("standard layout"),
+            shape,
+            target,
+            plan.spacing,
+            pre.original_spacing,
+            &plan.resample_probabilities,
+        );
+        block.as_slice_mut().expect("standard layout").copy_from_slice(&resampled);
+    }
+    out
+}
+
+/// Argmax (first maximum), un-crop and un-transpose; softmax probabilities when asked.
+pub fn export(logits: &Array4<f16>, pre: &Preprocessed, plan: &Plan, with_probabilities: bool) -> Exported {
+    let resampled = resample_logits(logits, pre, plan);
+    let classes = resampled.shape()[0];
+    let crop_shape = pre.shape_after_cropping;
+    let voxels: usize = crop_shape.iter().product();
+    let flat = resampled.as_slice().expect("standard layout");
+
+    let (crop_labels, crop_probabilities): (Vec<u16>, Option<Vec<f32>>) = if with_probabilities {
+        let mut probabilities = vec![0f32; classes * voxels];
+        let labels = (0..voxels)
+            .map(|v| {
+                let max = (0..classes).map(|c| flat[c * voxels + v].to_f32()).fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for c in 0..classes {
+                    let e = (flat[c * voxels + v].to_f32() - max).exp();
+                    probabilities[c * voxels + v] = e;
+                    sum += e;
+                }
+                for c in 0..classes {
+                    probabilities[c * voxels + v] /= sum;
+                }
+                first_max((0..classes).map(|c| probabilities[c * voxels + v]))
+            })
+            .collect();
+        (labels, Some(probabilities))
+    } else {
+        let labels = (0..voxels)
+            .into_par_iter()
+            .map(|v| first_max((0..classes).map(|c| flat[c * voxels + v].to_f32())))
+            .collect();
+        (labels, None)
+    };
+
+    // Paste into the full (transposed) grid and write each voxel at its input position.
+    let full = pre.shape_before_cropping;
+    let total: usize = full.iter().product();
+    let tf = plan.transpose_forward;
+    let input_shape: [usize; 3] = std::array::from_fn(|a| full[plan.transpose_backward[a]]);
+    let strides = [input_shape[1] * input_shape[2], input_shape[2], 1];
+    let position = |o: usize| crop::input_offset(o, crop_shape, &pre.bbox, tf, strides);
+    let labels = if classes <= 256 {
+        let mut out = vec![0u8; total];
+        for (o, &l) in crop_labels.iter().enumerate() {
+            out[position(o)] = l as u8;
+        }
+        Labels::U8(out)
+    } else {
+        let mut out = vec![0u16; total];
+        for (o, &l) in crop_labels.iter().enumerate() {
+            out[position(o)] = l;
+        }
+        Labels::U16(out)
+    };
+    let probabilities = crop_probabilities.map(|p| {
+        // Outside the crop box nnU-Net reports certain background.
+        let mut out = vec![0f32; classes * total];
+        out[..total].fill(1.0);
+        for c in 0..classes {
+            for o in 0..voxels {
+                out[c * total + position(o)] = p[c * voxels + o];
+            }
+        }
+        out
+    });
+    Exported { labels, probabilities }
+}
+
+fn first_max(values: impl Iterator<Item = f32>) -> u16 {
+    let mut best = (0u16, f32::NEG_INFINITY);
+    for (i, v) in values.enumerate() {
+        if v > best.1 {
+            best = (i as u16, v);
+        }
+    }
+    best.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_maximum_wins_ties() {
+        assert_eq!(first_max([1.0, 3.0, 3.0].into_iter()), 1);
+        assert_eq!(first_max([2.0, 2.0].into_iter()), 0);
+    }
+}

@@ -1,0 +1,282 @@
+//! The safe Rust API: load a model folder once, predict many volumes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use half::f16;
+use ndarray::Array4;
+
+use crate::backend::ort::{Device, OrtNetwork, SessionSettings};
+use crate::backend::{runtime, TileNetwork};
+use crate::classify::{self, Classification, ClassificationPolicy};
+use crate::error::{Error, ErrorKind, Result};
+use crate::export::{self, Labels};
+use crate::model::{ModelFolder, Plan};
+use crate::preprocess::{self, Preprocessed};
+use crate::volume::{Geometry, VolumeView};
+use crate::window::{self, gaussian, mirror, TileBuffers, TileEvidence, TileGrid, WindowSettings};
+
+/// How a model is loaded.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Fold names to use (`"0"`, `"all"`...), in order; `None` uses every exported fold.
+    pub folds: Option<Vec<String>>,
+    /// Where the network runs (CPU by default).
+    pub device: Device,
+    /// ONNX Runtime intra-op threads; `None` lets ONNX Runtime use every core.
+    pub intra_threads: Option<usize>,
+    /// Explicit path of `libonnxruntime.so`; `None` searches (see [`crate::backend::runtime`]).
+    pub ort_library: Option<PathBuf>,
+}
+
+/// How one volume is predicted. The defaults are `nnUNetv2_predict`'s.
+#[derive(Debug, Clone)]
+pub struct PredictOptions {
+    /// Sliding-window step as a fraction of the patch, in (0, 1]; nnU-Net's default 0.5.
+    pub step_size: f64,
+    /// Mirroring test-time augmentation over the axes the model allows (nnU-Net's default: on).
+    pub mirroring: bool,
+    /// Also return per-class softmax probabilities on the input grid.
+    pub probabilities: bool,
+    /// How tile-level classification outputs become one answer.
+    pub classification_policy: ClassificationPolicy,
+}
+
+impl Default for PredictOptions {
+    fn default() -> Self {
+        PredictOptions { step_size: 0.5, mirroring: true, probabilities: false, classification_policy: ClassificationPolicy::default() }
+    }
+}
+
+/// The stage a progress report refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Transpose, crop, normalise, resample.
+    Preprocess,
+    /// Sliding-window network passes (the long part; reported after every tile).
+    Network,
+    /// Resampling back, argmax, un-crop.
+    Export,
+}
+
+impl Stage {
+    /// Stable lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Preprocess => "preprocess",
+            Stage::Network => "network",
+            Stage::Export => "export",
+        }
+    }
+}
+
+/// Wall-clock time per stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timings {
+    /// Preprocessing.
+    pub preprocess: Duration,
+    /// All network passes with accumulation and fold averaging.
+    pub network: Duration,
+    /// Export.
+    pub export: Duration,
+}
+
+/// The result of one prediction.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// Label map on the input grid, x fastest.
+    pub labels: Labels,
+    /// (x, y, z) of the label map (the input's dims).
+    pub dims: [usize; 3],
+    /// The input's geometry.
+    pub geometry: Geometry,
+    /// Label names, by value.
+    pub label_names: Vec<String>,
+    /// `(classes, z, y, x)` probabilities when requested.
+    pub probabilities: Option<Vec<f32>>,
+    /// Case-level classification when the model has a head.
+    pub classification: Option<Classification>,
+    /// Time per stage.
+    pub timings: Timings,
+    /// Tiles per fold.
+    pub tiles: usize,
+    /// Folds used, in order.
+    pub folds: Vec<String>,
+    /// Network passes per tile (1 without mirroring, up to 8).
+    pub passes_per_tile: usize,
+}
+
+/// Logits of a case on the network's grid, before export.
+#[derive(Debug)]
+pub struct CaseLogits {
+    /// Fold-averaged float16 logits `(classes, z', y', x')`.
+    pub logits: Array4<f16>,
+    /// Per fold, per tile classification evidence (empty without a head).
+    pub evidence: Vec<Vec<TileEvidence>>,
+    /// Tiles per fold.
+    pub tiles: usize,
+    /// Passes per tile.
+    pub passes_per_tile: usize,
+}
+
+struct Engine {
+    networks: Vec<Box<dyn TileNetwork + Send>>,
+    buffers: TileBuffers,
+}
+
+/// A loaded model: the folder's plan and one network per fold.
+///
+/// `Model` is `Send + Sync`: share it between threads freely. Predictions on one model are
+/// serialised (ONNX Runtime sessions run one call at a time); load one model per thread to run
+/// in parallel. A prediction that panicked poisons the model: later calls fail with
+/// [`ErrorKind::Poisoned`].
+pub struct Model {
+    folder: ModelFolder,
+    gaussian: Vec<f16>,
+    engine: Mutex<Engine>,
+    runtime_path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("dir", &self.folder.dir).field("folds", &self.fold_names()).finish()
+    }
+}
+
+impl Model {
+    /// Loads the model folder `dir` and creates one ONNX Runtime session per fold.
+    pub fn load(dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
+        let folder = ModelFolder::open(dir.as_ref(), options.folds.as_deref())?;
+        let runtime = runtime::runtime(options.ort_library.as_deref())?;
+        let settings = SessionSettings { device: options.device, intra_threads: options.intra_threads };
+        let plan = &folder.plan;
+        let tile_shape = [plan.channel_names.len(), plan.patch_size[0], plan.patch_size[1], plan.patch_size[2]];
+        let networks = folder
+            .folds
+            .iter()
+            .map(|fold| {
+                OrtNetwork::load(runtime, &fold.onnx_path, &fold.metadata, tile_shape, &settings)
+                    .map(|n| Box::new(n) as Box<dyn TileNetwork + Send>)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut model = Model::with_networks(folder, networks);
+        model.runtime_path = Some(runtime.path.clone());
+        Ok(model)
+    }
+
+    /// A model whose folds run through the given networks (one per fold, in order) — for tests
+    /// and for callers with their own inference engine.
+    pub fn with_networks(folder: ModelFolder, networks: Vec<Box<dyn TileNetwork + Send>>) -> Model {
+        let gaussian = gaussian::gaussian_map(folder.plan.patch_size);
+        Model { folder, gaussian, engine: Mutex::new(Engine { networks, buffers: TileBuffers::default() }), runtime_path: None }
+    }
+
+    /// The resolved plan.
+    pub fn plan(&self) -> &Plan {
+        &self.folder.plan
+    }
+
+    /// The model folder as read.
+    pub fn folder(&self) -> &ModelFolder {
+        &self.folder
+    }
+
+    /// Fold names in use.
+    pub fn fold_names(&self) -> Vec<String> {
+        self.folder.folds.iter().map(|f| f.name.clone()).collect()
+    }
+
+    /// Path of the ONNX Runtime library in use, when sessions are ONNX Runtime's.
+    pub fn runtime_path(&self) -> Option<&Path> {
+        self.runtime_path.as_deref()
+    }
+
+    /// Predicts `volume`. `progress(stage, fraction)` is called at stage boundaries and after
+    /// every tile; returning `false` cancels and the call fails with [`ErrorKind::Cancelled`].
+    pub fn predict(
+        &self,
+        volume: &VolumeView<'_>,
+        options: &PredictOptions,
+        progress: &mut dyn FnMut(Stage, f64) -> bool,
+    ) -> Result<Prediction> {
+        let mut report = |stage: Stage, fraction: f64| if progress(stage, fraction) { Ok(()) } else { Err(Error::cancelled()) };
+        report(Stage::Preprocess, 0.0)?;
+        let start = Instant::now();
+        let pre = preprocess::preprocess(volume, self.plan())?;
+        let preprocess_time = start.elapsed();
+
+        report(Stage::Network, 0.0)?;
+        let start = Instant::now();
+        let case = self.predict_logits(&pre, options, &mut |f| report(Stage::Network, f))?;
+        let network_time = start.elapsed();
+
+        report(Stage::Export, 0.0)?;
+        let start = Instant::now();
+        let exported = export::export(&case.logits, &pre, self.plan(), options.probabilities);
+        let classification = self.classify(&case.evidence, options.classification_policy);
+        let export_time = start.elapsed();
+        report(Stage::Export, 1.0)?;
+
+        Ok(Prediction {
+            labels: exported.labels,
+            dims: volume.dims(),
+            geometry: *volume.geometry(),
+            label_names: self.plan().labels.iter().map(|l| l.name.clone()).collect(),
+            probabilities: exported.probabilities,
+            classification,
+            timings: Timings { preprocess: preprocess_time, network: network_time, export: export_time },
+            tiles: case.tiles,
+            folds: self.fold_names(),
+            passes_per_tile: case.passes_per_tile,
+        })
+    }
+
+    /// The sliding window over every fold and the fold average, on a preprocessed case.
+    /// `progress(fraction)` runs after every tile and may cancel by returning an error.
+    pub fn predict_logits(
+        &self,
+        pre: &Preprocessed,
+        options: &PredictOptions,
+        progress: &mut dyn FnMut(f64) -> Result<()>,
+    ) -> Result<CaseLogits> {
+        let plan = self.plan();
+        let shape = [pre.data.shape()[1], pre.data.shape()[2], pre.data.shape()[3]];
+        let grid = TileGrid::new(shape, plan.patch_size, options.step_size)?;
+        let flips = if options.mirroring { mirror::flip_sets(&self.folder.mirroring_axes) } else { Vec::new() };
+        let settings = WindowSettings {
+            grid: &grid,
+            gaussian: &self.gaussian,
+            flips: &flips,
+            classes: plan.num_classes(),
+            collect_evidence: self.folder.classification.is_some(),
+        };
+        let padded = window::pad(pre.data.view(), &grid);
+        let mut engine = self.engine.lock().map_err(|_| {
+            Error::new(ErrorKind::Poisoned, "the model is unusable: an earlier prediction panicked; load it again")
+        })?;
+        let Engine { networks, buffers } = &mut *engine;
+        let folds = networks.len();
+        let mut logits = Vec::with_capacity(folds);
+        let mut evidence = Vec::with_capacity(folds);
+        for (f, network) in networks.iter_mut().enumerate() {
+            let out = window::predict_fold(&padded, &settings, network.as_mut(), buffers, &mut |done, total| {
+                progress((f * total + done) as f64 / (folds * total) as f64)
+            })?;
+            logits.push(out.logits);
+            evidence.push(out.evidence);
+        }
+        Ok(CaseLogits { logits: window::average_folds(logits), evidence, tiles: grid.len(), passes_per_tile: 1 + flips.len() })
+    }
+
+    /// Case-level classification from per-fold tile evidence (None without a head).
+    pub fn classify(&self, evidence: &[Vec<TileEvidence>], policy: ClassificationPolicy) -> Option<Classification> {
+        let spec = self.folder.classification.as_ref()?;
+        let labels = match &spec.evidence_labels {
+            Some(list) => list.iter().map(|&l| l as usize).collect(),
+            None => vec![self.plan().num_classes() - 1],
+        };
+        let per_fold = evidence.iter().map(|tiles| classify::fold_probabilities(tiles, &labels, policy)).collect();
+        Some(classify::combine_folds(spec.class_names.clone(), per_fold, policy))
+    }
+}

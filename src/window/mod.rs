@@ -1,0 +1,283 @@
+//! nnU-Net's sliding-window prediction for one fold: pad, tile, run every tile with its mirrored
+//! copies, weight by the Gaussian map and accumulate — in float16, rounding where nnU-Net
+//! rounds, so the logits agree with nnU-Net's CPU path up to the network's own float noise.
+
+pub mod gaussian;
+pub mod mirror;
+pub mod tiles;
+
+use half::f16;
+use ndarray::{s, Array4, ArrayView4};
+
+pub use tiles::TileGrid;
+
+use crate::backend::TileNetwork;
+use crate::error::Result;
+
+/// What the classification policy needs from one tile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileEvidence {
+    /// Head logits averaged over the tile's mirrored passes.
+    pub class_logits: Vec<f64>,
+    /// Sum over the tile's voxels of the softmax probability of each segmentation label
+    /// (from the tile's mirror-averaged logits, before Gaussian weighting).
+    pub label_volume: Vec<f64>,
+}
+
+/// Settings of one sliding-window run.
+#[derive(Debug, Clone)]
+pub struct WindowSettings<'a> {
+    /// Tile layout.
+    pub grid: &'a TileGrid,
+    /// Gaussian importance map of the patch (float16).
+    pub gaussian: &'a [f16],
+    /// Mirror axis sets run after the identity pass (empty: no TTA).
+    pub flips: &'a [[bool; 3]],
+    /// Number of segmentation classes.
+    pub classes: usize,
+    /// Whether to collect per-tile classification evidence.
+    pub collect_evidence: bool,
+}
+
+/// One fold's result: float16 logits `(classes, z', y', x')` on the unpadded grid.
+#[derive(Debug)]
+pub struct FoldLogits {
+    /// The logits.
+    pub logits: Array4<f16>,
+    /// One entry per tile when evidence was collected.
+    pub evidence: Vec<TileEvidence>,
+}
+
+/// Reusable buffers of the tile loop, so the loop itself allocates nothing after the first tile.
+#[derive(Debug, Default)]
+pub struct TileBuffers {
+    batch: Vec<f32>,
+    seg: Vec<f32>,
+    cls: Vec<f32>,
+    flipped: Vec<f32>,
+    averaged: Vec<f32>,
+}
+
+/// Pads `data` (`(channels, z', y', x')`) with zeros to the grid's padded shape.
+pub fn pad(data: ArrayView4<'_, f32>, grid: &TileGrid) -> Array4<f32> {
+    let [pz, py, px] = grid.padded;
+    let [bz, by, bx] = grid.pad_before;
+    let [sz, sy, sx] = grid.shape;
+    let mut out = Array4::<f32>::zeros((data.shape()[0], pz, py, px));
+    out.slice_mut(s![.., bz..bz + sz, by..by + sy, bx..bx + sx]).assign(&data);
+    out
+}
+
+/// Runs one fold over the padded input. `after_tile(done, total)` is called after every tile and
+/// may stop the run by returning an error (cancellation).
+pub fn predict_fold(
+    padded: &Array4<f32>,
+    settings: &WindowSettings<'_>,
+    network: &mut dyn TileNetwork,
+    buffers: &mut TileBuffers,
+    after_tile: &mut dyn FnMut(usize, usize) -> Result<()>,
+) -> Result<FoldLogits> {
+    let grid = settings.grid;
+    let channels = padded.shape()[0];
+    let classes = settings.classes;
+    let patch = grid.patch;
+    let patch_voxels: usize = patch.iter().product();
+    let passes = 1 + settings.flips.len();
+    let [pz, py, px] = grid.padded;
+    let mut logits = Array4::<f16>::from_elem((classes, pz, py, px), f16::ZERO);
+    let mut weights = ndarray::Array3::<f16>::from_elem((pz, py, px), f16::ZERO);
+    let mut evidence = Vec::new();
+    let total = grid.len();
+
+    for (done, origin) in grid.tiles().enumerate() {
+        let [oz, oy, ox] = origin;
+        let window = s![.., oz..oz + patch[0], oy..oy + patch[1], ox..ox + patch[2]];
+        // Batch: the tile, then one mirrored copy per flip set.
+        buffers.batch.resize(passes * channels * patch_voxels, 0.0);
+        let tile_len = channels * patch_voxels;
+        {
+            let (first, rest) = buffers.batch.split_at_mut(tile_len);
+            for (dst, src) in first.iter_mut().zip(padded.slice(window).iter()) {
+                *dst = *src;
+            }
+            for (k, flip) in settings.flips.iter().enumerate() {
+                mirror::flip_copy(first, &mut rest[k * tile_len..(k + 1) * tile_len], channels, patch, *flip);
+            }
+        }
+        network.run(&buffers.batch, passes, &mut buffers.seg, &mut buffers.cls)?;
+
+        // Mirror average in float32: identity first, then each flipped pass flipped back, / passes.
+        let out_len = classes * patch_voxels;
+        buffers.averaged.clear();
+        buffers.averaged.extend_from_slice(&buffers.seg[..out_len]);
+        buffers.flipped.resize(out_len, 0.0);
+        for (k, flip) in settings.flips.iter().enumerate() {
+            let pass = &buffers.seg[(k + 1) * out_len..(k + 2) * out_len];
+            mirror::flip_copy(pass, &mut buffers.flipped, classes, patch, *flip);
+            for (a, f) in buffers.averaged.iter_mut().zip(&buffers.flipped) {
+                *a += *f;
+            }
+        }
+        if passes > 1 {
+            let n = passes as f32;
+            buffers.averaged.iter_mut().for_each(|a| *a /= n);
+        }
+        if settings.collect_evidence {
+            evidence.push(tile_evidence(&buffers.averaged, &buffers.cls, classes, passes));
+        }
+
+        // Gaussian weighting and float16 accumulation, rounding once per addition like
+        // nnU-Net's in-place adds into half tensors.
+        let mut tile_logits = logits.slice_mut(window);
+        for (c, mut class_block) in tile_logits.outer_iter_mut().enumerate() {
+            let averaged = &buffers.averaged[c * patch_voxels..(c + 1) * patch_voxels];
+            for ((l, &p), &g) in class_block.iter_mut().zip(averaged).zip(settings.gaussian) {
+                *l = f16::from_f32(l.to_f32() + p * g.to_f32());
+            }
+        }
+        let mut tile_weights = weights.slice_mut(s![oz..oz + patch[0], oy..oy + patch[1], ox..ox + patch[2]]);
+        for (w, &g) in tile_weights.iter_mut().zip(settings.gaussian) {
+            *w = f16::from_f32(w.to_f32() + g.to_f32());
+        }
+        after_tile(done + 1, total)?;
+    }
+
+    // Normalise by the accumulated weights (float16 result) and drop the padding.
+    for mut class_block in logits.outer_iter_mut() {
+        for (l, w) in class_block.iter_mut().zip(weights.iter()) {
+            *l = f16::from_f32(l.to_f32() / w.to_f32());
+        }
+    }
+    let [bz, by, bx] = grid.pad_before;
+    let [sz, sy, sx] = grid.shape;
+    let logits = logits.slice(s![.., bz..bz + sz, by..by + sy, bx..bx + sx]).to_owned();
+    Ok(FoldLogits { logits, evidence })
+}
+
+fn tile_evidence(averaged: &[f32], cls: &[f32], classes: usize, passes: usize) -> TileEvidence {
+    let voxels = averaged.len() / classes;
+    let mut label_volume = vec![0.0f64; classes];
+    let mut probs = vec![0.0f64; classes];
+    for v in 0..voxels {
+        let max = (0..classes).map(|c| averaged[c * voxels + v] as f64).fold(f64::NEG_INFINITY, f64::max);
+        let mut sum = 0.0;
+        for (c, p) in probs.iter_mut().enumerate() {
+            *p = (averaged[c * voxels + v] as f64 - max).exp();
+            sum += *p;
+        }
+        for (acc, p) in label_volume.iter_mut().zip(&probs) {
+            *acc += p / sum;
+        }
+    }
+    let head = cls.len() / passes.max(1);
+    let class_logits = (0..head)
+        .map(|k| (0..passes).map(|p| cls[p * head + k] as f64).sum::<f64>() / passes as f64)
+        .collect();
+    TileEvidence { class_logits, label_volume }
+}
+
+/// Averages fold logits in float16 as nnU-Net does: `total = first; total += next` (rounded per
+/// addition), then `total / n` when there is more than one fold.
+pub fn average_folds(mut folds: Vec<Array4<f16>>) -> Array4<f16> {
+    let n = folds.len();
+    let mut iter = folds.drain(..);
+    let mut total = iter.next().expect("at least one fold");
+    for next in iter {
+        total.zip_mut_with(&next, |t, &x| *t = f16::from_f32(t.to_f32() + x.to_f32()));
+    }
+    if n > 1 {
+        let n = n as f32;
+        total.mapv_inplace(|t| f16::from_f32(t.to_f32() / n));
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Returns its input channels as logits (classes = channels), scaled per pass so a wrong
+    /// flip-back would show.
+    struct Identity {
+        channels: usize,
+        calls: usize,
+    }
+
+    impl TileNetwork for Identity {
+        fn run(&mut self, input: &[f32], batch: usize, seg: &mut Vec<f32>, cls: &mut Vec<f32>) -> Result<()> {
+            self.calls += 1;
+            seg.clear();
+            seg.extend_from_slice(input);
+            cls.clear();
+            cls.extend((0..batch).map(|b| b as f32));
+            let _ = self.channels;
+            Ok(())
+        }
+    }
+
+    fn run_identity(shape: [usize; 3], patch: [usize; 3], step: f64, flips: &[[bool; 3]]) -> (Array4<f32>, FoldLogits) {
+        let channels = 2;
+        let n: usize = shape.iter().product();
+        let data = Array4::from_shape_fn((channels, shape[0], shape[1], shape[2]), |(c, z, y, x)| {
+            ((c * 7 + z * 3 + y * 5 + x) % 11) as f32 * 0.25 - 1.0
+        });
+        let grid = TileGrid::new(shape, patch, step).unwrap();
+        let gaussian = gaussian::gaussian_map(patch);
+        let settings = WindowSettings { grid: &grid, gaussian: &gaussian, flips, classes: channels, collect_evidence: true };
+        let padded = pad(data.view(), &grid);
+        let mut net = Identity { channels, calls: 0 };
+        let mut ticks = 0;
+        let out = predict_fold(&padded, &settings, &mut net, &mut TileBuffers::default(), &mut |done, total| {
+            ticks += 1;
+            assert_eq!(done, ticks);
+            assert_eq!(total, grid.len());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(net.calls, grid.len());
+        assert_eq!(out.evidence.len(), grid.len());
+        assert_eq!(n * channels, out.logits.len());
+        (data, out)
+    }
+
+    #[test]
+    fn an_identity_network_gives_back_its_input_through_the_tiling() {
+        let all = mirror::flip_sets(&[0, 1, 2]);
+        for (shape, patch, step) in [
+            ([9, 20, 17], [8, 16, 16], 0.5),
+            ([5, 7, 30], [8, 8, 8], 0.5),
+            ([16, 16, 16], [16, 16, 16], 0.5),
+            ([23, 18, 41], [8, 8, 16], 0.3),
+            ([23, 18, 41], [8, 8, 16], 1.0),
+            ([3, 3, 3], [4, 4, 4], 0.75),
+        ] {
+            for flips in [&all[..0], &all[..]] {
+                let (data, out) = run_identity(shape, patch, step, flips);
+                for (a, b) in out.logits.iter().zip(data.iter()) {
+                    // float16 accumulation: agreement to float16 precision (plus the error of
+                    // tiny corner weights, which are float16 subnormals).
+                    assert!((a.to_f32() - b).abs() <= 2e-3 * b.abs().max(1.0), "{shape:?} {patch:?} {step}: {a} vs {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn evidence_sums_softmax_over_the_tile_and_averages_head_logits() {
+        let all = mirror::flip_sets(&[0, 1, 2]);
+        let (_, out) = run_identity([8, 8, 8], [8, 8, 8], 0.5, &all);
+        let e = &out.evidence[0];
+        assert!((e.label_volume.iter().sum::<f64>() - 512.0).abs() < 1e-9, "probabilities sum to the voxel count");
+        assert_eq!(e.class_logits, vec![3.5], "mean of pass indices 0..8");
+    }
+
+    #[test]
+    fn fold_average_rounds_like_half_tensors() {
+        let a = Array4::from_elem((1, 1, 1, 2), f16::from_f32(1.0));
+        let b = Array4::from_elem((1, 1, 1, 2), f16::from_f32(2.0));
+        let c = Array4::from_elem((1, 1, 1, 2), f16::from_f32(0.0009765625));
+        let avg = average_folds(vec![a, b, c]);
+        // 1 + 2 = 3, 3 + 2^-10 rounds to 3 in float16 (spacing 2^-9 there), 3 / 3 = 1.
+        assert_eq!(avg[[0, 0, 0, 0]].to_f32(), 1.0);
+    }
+}
