@@ -98,7 +98,7 @@ impl Error {
     }
 
     /// An I/O failure on `path`, keeping the OS error as the source.
-    pub(crate) fn io(action: &str, path: &Path, err: std::io::Error) -> Self {
+    pub fn io(action: &str, path: &Path, err: std::io::Error) -> Self {
         Self::new(ErrorKind::Io, format!("{action} {}: {err}", path.display())).with_source(err)
     }
 

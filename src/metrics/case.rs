@@ -31,7 +31,7 @@ pub enum Emptiness {
 ///
 /// Distances are in mm. When exactly one mask is empty the distances are NaN (serialised as
 /// JSON `null`); aggregation then counts the image diagonal instead (see
-/// [`crate::metrics::aggregate`]).
+/// [`aggregate`](mod@crate::metrics::aggregate)).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RegionMetrics {
     /// Region name.
@@ -105,7 +105,7 @@ pub struct CaseMetrics {
     /// Voxel spacing (x, y, z) of the reference, mm.
     pub spacing: [f64; 3],
     /// Length of the image diagonal, mm: the distance counted for a NaN distance when
-    /// aggregating (see [`crate::metrics::aggregate`]).
+    /// aggregating (see [`aggregate`](mod@crate::metrics::aggregate)).
     pub diagonal_mm: f64,
 }
 

@@ -1,1 +1,122 @@
-fn main() {}
+//! Project tasks: `cargo xtask ort [--gpu]`, `cargo xtask demo`, `cargo xtask test`.
+//!
+//! Everything here does its own setup, so each command works on a fresh clone with only Rust,
+//! a C compiler and Python 3 + pip installed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// The ONNX Runtime release the `ort` crate's `api-31` feature targets.
+const ORT_VERSION: &str = "1.31.1";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ort") => fetch_ort(args.iter().any(|a| a == "--gpu")).map(|path| println!("{}", path.display())),
+        Some("demo") => demo(),
+        Some("test") => test(&args[1..]),
+        _ => Err(usage()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage() -> String {
+    "usage: cargo xtask <command>\n  ort [--gpu]   fetch ONNX Runtime from PyPI into .ort/ (CPU, or the CUDA build)\n  demo          predict the bundled demo volume with the bundled demo model\n  test [ARGS]   fetch ONNX Runtime if needed and run every test (extra ARGS go to cargo test)".to_string()
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let status = command.status().map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{command:?} failed with {status}"))
+    }
+}
+
+fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+/// Downloads the `onnxruntime` (or `onnxruntime-gpu`) wheel with pip and extracts its shared
+/// libraries into `.ort/lib` (or `.ort/lib-gpu`). Returns the path of `libonnxruntime.so`.
+fn fetch_ort(gpu: bool) -> Result<PathBuf, String> {
+    let root = root();
+    let (package, lib_dir) = if gpu { ("onnxruntime-gpu", root.join(".ort/lib-gpu")) } else { ("onnxruntime", root.join(".ort/lib")) };
+    let target = lib_dir.join("libonnxruntime.so");
+    if target.is_file() {
+        return Ok(target);
+    }
+    let wheels = root.join(".ort/wheels");
+    std::fs::create_dir_all(&wheels).map_err(|e| format!("cannot create {}: {e}", wheels.display()))?;
+    eprintln!("xtask: fetching {package}=={ORT_VERSION} from PyPI with pip");
+    run(Command::new(python())
+        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest"])
+        .arg(&wheels)
+        .arg(format!("{package}=={ORT_VERSION}")))?;
+    let prefix = format!("{}-{ORT_VERSION}-", package.replace('-', "_"));
+    let wheel = std::fs::read_dir(&wheels)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".whl")))
+        .ok_or_else(|| format!("pip downloaded no {prefix}*.whl into {}", wheels.display()))?;
+    std::fs::create_dir_all(&lib_dir).map_err(|e| format!("cannot create {}: {e}", lib_dir.display()))?;
+    // A wheel is a zip file; Python's zipfile extracts the runtime and provider libraries.
+    let script = r#"
+import sys, zipfile, os, shutil
+wheel, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        base = os.path.basename(name)
+        if name.startswith("onnxruntime/capi/") and base.startswith("libonnxruntime") and ".so" in base:
+            with z.open(name) as src, open(os.path.join(dest, base), "wb") as out:
+                shutil.copyfileobj(src, out)
+            print(base)
+"#;
+    run(Command::new(python()).arg("-c").arg(script).arg(&wheel).arg(&lib_dir))?;
+    let versioned = lib_dir.join(format!("libonnxruntime.so.{ORT_VERSION}"));
+    std::fs::copy(&versioned, &target).map_err(|e| format!("cannot copy {} to {}: {e}", versioned.display(), target.display()))?;
+    if gpu {
+        eprintln!(
+            "xtask: the CUDA provider also needs CUDA 12 and cuDNN 9 libraries on the loader path (e.g. from the nvidia-* wheels on PyPI)"
+        );
+    }
+    Ok(target)
+}
+
+fn demo() -> Result<(), String> {
+    let root = root();
+    fetch_ort(false)?;
+    run(Command::new(env!("CARGO")).current_dir(&root).args(["build", "--release", "--quiet", "--bin", "nnunet-rt"]))?;
+    let out_dir = root.join("target/demo");
+    std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
+    let binary = root.join("target/release/nnunet-rt");
+    run(Command::new(&binary).current_dir(&root).args(["info", "-m", "demo/model"]))?;
+    run(Command::new(&binary)
+        .current_dir(&root)
+        .args(["predict", "-m", "demo/model", "-i", "demo/ct.nii.gz", "-o", "target/demo/ct_seg.nii.gz"]))?;
+    let report = std::fs::read_to_string(out_dir.join("ct_seg.json")).map_err(|e| e.to_string())?;
+    println!("{report}");
+    println!("labels written to target/demo/ct_seg.nii.gz, report to target/demo/ct_seg.json");
+    Ok(())
+}
+
+fn test(extra: &[String]) -> Result<(), String> {
+    let root = root();
+    let lib = fetch_ort(false)?;
+    run(Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .env("NNUNET_RT_ORT_LIB", &lib)
+        .env("NNUNET_RT_REQUIRE_ORT", "1")
+        .args(["test", "--workspace"])
+        .args(extra))
+}

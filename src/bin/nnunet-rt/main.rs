@@ -1,6 +1,7 @@
 //! `nnunet-rt`: predict with an nnU-Net v2 model folder, describe a model, evaluate predictions.
 
 mod evaluate;
+mod predict;
 
 use clap::{Parser, Subcommand};
 
@@ -13,6 +14,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Segment a volume (or a folder of cases) with a model folder, like nnUNetv2_predict.
+    Predict(predict::PredictArgs),
+    /// Print what a model folder expects: channels, spacing, patch, labels, folds, head classes.
+    Info(predict::InfoArgs),
     /// Compare predicted label maps with reference label maps (Dice, NSD, HD95, MSD, subtype metrics).
     Evaluate(evaluate::EvaluateArgs),
 }
@@ -20,6 +25,8 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Predict(args) => predict::run(args),
+        Command::Info(args) => predict::info(args),
         Command::Evaluate(args) => evaluate::run(args),
     };
     match result {

@@ -1,0 +1,330 @@
+//! `nnunet-rt predict` and `nnunet-rt info`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use nnunet_rt::io::nifti::{self, LabelData};
+use nnunet_rt::io::npy;
+use nnunet_rt::{ClassificationPolicy, Device, Error, ErrorKind, Labels, LoadOptions, Model, PredictOptions, Prediction, Result, Stage};
+use serde_json::json;
+
+/// Options shared by commands that load a model.
+#[derive(clap::Args)]
+pub struct ModelArgs {
+    /// nnU-Net v2 results folder (plans.json, dataset.json, fold_N/model.onnx)
+    #[arg(short = 'm', long = "model")]
+    model: PathBuf,
+    /// Folds to use, e.g. `-f 0 1 2` (default: every exported fold)
+    #[arg(short = 'f', long = "folds", num_args = 1..)]
+    folds: Vec<String>,
+    /// Where the network runs: cpu, cuda or cuda:N
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    device: Device,
+    /// ONNX Runtime intra-op threads (default: one per core)
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Path of libonnxruntime.so (default: NNUNET_RT_ORT_LIB, ORT_DYLIB_PATH, next to the binary, the fetched copy)
+    #[arg(long = "ort-lib")]
+    ort_lib: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    fn load(&self) -> Result<Model> {
+        let options = LoadOptions {
+            folds: (!self.folds.is_empty()).then(|| self.folds.clone()),
+            device: self.device,
+            intra_threads: self.threads,
+            ort_library: self.ort_lib.clone(),
+        };
+        Model::load(&self.model, &options)
+    }
+}
+
+fn parse_device(text: &str) -> std::result::Result<Device, String> {
+    match text {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda(0)),
+        other => other
+            .strip_prefix("cuda:")
+            .and_then(|id| id.parse::<i32>().ok())
+            .filter(|id| *id >= 0)
+            .map(Device::Cuda)
+            .ok_or_else(|| format!("{other:?} is not cpu, cuda or cuda:N")),
+    }
+}
+
+/// Arguments of `predict`.
+#[derive(clap::Args)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Input: a .nii/.nii.gz file, or a folder of CASE_0000.nii.gz (CASE_0001...) channel files
+    #[arg(short = 'i', long = "input")]
+    input: PathBuf,
+    /// Output: a label file for a file input, a folder for a folder input
+    #[arg(short = 'o', long = "output")]
+    output: PathBuf,
+    /// Sliding-window step as a fraction of the patch size, in (0, 1]
+    #[arg(long = "step-size", default_value_t = 0.5)]
+    step_size: f64,
+    /// Skip mirroring test-time augmentation (up to 8x faster)
+    #[arg(long = "disable-tta")]
+    disable_tta: bool,
+    /// Also write per-class softmax probabilities (CASE_probabilities.npy, float32, classes x z x y x)
+    #[arg(long = "save-probabilities")]
+    save_probabilities: bool,
+    /// Case-level classification policy for models with a classification head
+    #[arg(long = "classification-policy", default_value = "lesion-weighted", value_parser = ["lesion-weighted", "mean"])]
+    classification_policy: String,
+    /// No progress bar
+    #[arg(short = 'q', long)]
+    quiet: bool,
+}
+
+/// One case to predict: its channel files and where its outputs go.
+struct Case {
+    id: String,
+    inputs: Vec<PathBuf>,
+    output: PathBuf,
+}
+
+pub fn run(args: PredictArgs) -> Result<()> {
+    let cases = cases(&args.input, &args.output)?;
+    let model = args.model.load()?;
+    let options = PredictOptions {
+        step_size: args.step_size,
+        mirroring: !args.disable_tta,
+        probabilities: args.save_probabilities,
+        classification_policy: if args.classification_policy == "mean" { ClassificationPolicy::Mean } else { ClassificationPolicy::LesionWeighted },
+    };
+    let mut failures = 0;
+    for case in &cases {
+        if let Err(err) = predict_case(&model, case, &options, args.quiet) {
+            eprintln!("nnunet-rt: error: case {}: {err}", case.id);
+            failures += 1;
+        }
+    }
+    if failures > 0 {
+        return Err(Error::new(ErrorKind::InvalidArgument, format!("{failures} of {} case(s) failed", cases.len())));
+    }
+    Ok(())
+}
+
+fn predict_case(model: &Model, case: &Case, options: &PredictOptions, quiet: bool) -> Result<()> {
+    let started = std::time::Instant::now();
+    let image = nifti::read_channels(&case.inputs)?;
+    let read_time = started.elapsed();
+    let view = image.volume.view()?;
+    let mut bar = ProgressBar::new(&case.id, quiet);
+    let prediction = model.predict(&view, options, &mut |stage, fraction| {
+        bar.update(stage, fraction);
+        true
+    })?;
+    bar.finish();
+    let write_start = std::time::Instant::now();
+    let labels = match &prediction.labels {
+        Labels::U8(v) => LabelData::U8(v),
+        Labels::U16(v) => LabelData::U16(v),
+    };
+    nifti::write_labels(&case.output, labels, prediction.dims, &image.header)?;
+    let stem = case_stem(&case.output);
+    let sidecar = case.output.with_file_name(format!("{stem}.json"));
+    let mut written = vec![case.output.clone()];
+    let result: Result<()> = (|| {
+        if let Some(probabilities) = &prediction.probabilities {
+            let [x, y, z] = prediction.dims;
+            let path = case.output.with_file_name(format!("{stem}_probabilities.npy"));
+            npy::write_f32(&path, &[prediction.label_names.len(), z, y, x], probabilities)?;
+            written.push(path);
+        }
+        let report = report(model, case, &prediction, options, read_time, write_start.elapsed());
+        let text = serde_json::to_string_pretty(&report).expect("JSON values serialise");
+        std::fs::write(&sidecar, text + "\n").map_err(|e| Error::io("cannot write", &sidecar, e))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        // No partial outputs: a case is either complete or absent.
+        for path in &written {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    result?;
+    if !quiet {
+        summarise(case, &prediction);
+    }
+    Ok(())
+}
+
+fn report(model: &Model, case: &Case, p: &Prediction, options: &PredictOptions, read: std::time::Duration, write: std::time::Duration) -> serde_json::Value {
+    let counts = p.labels.counts(p.label_names.len());
+    let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+    let classification = p.classification.as_ref().map(|c| {
+        json!({
+            "class_names": c.class_names,
+            "probabilities": c.probabilities,
+            "predicted_class": c.predicted,
+            "predicted_class_name": c.class_names[c.predicted],
+            "policy": c.policy.name(),
+            "per_fold_probabilities": c.per_fold,
+            "per_fold_weighting": c.weighting.iter().map(|w| format!("{w:?}")).collect::<Vec<_>>(),
+        })
+    });
+    json!({
+        "case": case.id,
+        "inputs": case.inputs,
+        "output": case.output,
+        "model": model.folder().dir,
+        "folds": p.folds,
+        "tiles_per_fold": p.tiles,
+        "passes_per_tile": p.passes_per_tile,
+        "tta": options.mirroring && p.passes_per_tile > 1,
+        "step_size": options.step_size,
+        "dims_xyz": p.dims,
+        "spacing_xyz": p.geometry.spacing,
+        "labels": p.label_names.iter().zip(&counts).map(|(name, n)| json!({"name": name, "voxels": n})).collect::<Vec<_>>(),
+        "classification": classification,
+        "timings_ms": {
+            "read": ms(read),
+            "preprocess": ms(p.timings.preprocess),
+            "network": ms(p.timings.network),
+            "export": ms(p.timings.export),
+            "write": ms(write),
+        },
+        "nnunet_rt_version": env!("CARGO_PKG_VERSION"),
+    })
+}
+
+fn summarise(case: &Case, p: &Prediction) {
+    let counts = p.labels.counts(p.label_names.len());
+    let labels: Vec<String> = p.label_names.iter().zip(&counts).map(|(n, c)| format!("{n} {c}")).collect();
+    let mut line = format!("{}: {} -> {} [{}]", case.id, case.inputs[0].display(), case.output.display(), labels.join(", "));
+    if let Some(c) = &p.classification {
+        line += &format!("; class {} (p = {:.3})", c.class_names[c.predicted], c.probabilities[c.predicted]);
+    }
+    line += &format!(
+        "; {:.1} s ({} tiles x {} fold(s) x {} pass(es))",
+        (p.timings.preprocess + p.timings.network + p.timings.export).as_secs_f64(),
+        p.tiles,
+        p.folds.len(),
+        p.passes_per_tile
+    );
+    eprintln!("{line}");
+}
+
+/// File name without `.nii` / `.nii.gz`.
+fn case_stem(path: &Path) -> String {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("case");
+    name.trim_end_matches(".gz").trim_end_matches(".nii").to_string()
+}
+
+fn is_nifti(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(".nii") || n.ends_with(".nii.gz"))
+}
+
+/// Cases from a file (one case) or a folder (CASE_XXXX.nii.gz channel files, nnU-Net's naming).
+fn cases(input: &Path, output: &Path) -> Result<Vec<Case>> {
+    if input.is_file() {
+        if !is_nifti(input) {
+            return Err(Error::new(ErrorKind::InvalidArgument, format!("{} is not a .nii or .nii.gz file", input.display())));
+        }
+        if output.is_dir() || !is_nifti(output) {
+            return Err(Error::new(ErrorKind::InvalidArgument, format!("for a file input, the output {} must be a .nii or .nii.gz file path", output.display())));
+        }
+        if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.is_dir() {
+                return Err(Error::new(ErrorKind::Io, format!("output folder {} does not exist", parent.display())));
+            }
+        }
+        return Ok(vec![Case { id: case_stem(input), inputs: vec![input.to_path_buf()], output: output.to_path_buf() }]);
+    }
+    if !input.is_dir() {
+        return Err(Error::new(ErrorKind::Io, format!("input {} does not exist", input.display())));
+    }
+    let mut groups: std::collections::BTreeMap<String, Vec<PathBuf>> = Default::default();
+    for entry in std::fs::read_dir(input).map_err(|e| Error::io("cannot list", input, e))? {
+        let path = entry.map_err(|e| Error::io("cannot list", input, e))?.path();
+        if !is_nifti(&path) {
+            continue;
+        }
+        let stem = case_stem(&path);
+        // CASE_0000: the last 5 characters are the channel suffix.
+        match stem.len().checked_sub(5).filter(|&i| stem.as_bytes()[i] == b'_' && stem[i + 1..].bytes().all(|b| b.is_ascii_digit())) {
+            Some(i) => groups.entry(stem[..i].to_string()).or_default().push(path),
+            None => eprintln!("nnunet-rt: warning: skipping {} (not named CASE_XXXX.nii.gz)", path.display()),
+        }
+    }
+    if groups.is_empty() {
+        return Err(Error::new(ErrorKind::InvalidArgument, format!("{} holds no CASE_XXXX.nii.gz files", input.display())));
+    }
+    std::fs::create_dir_all(output).map_err(|e| Error::io("cannot create", output, e))?;
+    Ok(groups
+        .into_iter()
+        .map(|(id, mut inputs)| {
+            inputs.sort();
+            let output = output.join(format!("{id}.nii.gz"));
+            Case { id, inputs, output }
+        })
+        .collect())
+}
+
+/// A one-line progress bar on stderr.
+struct ProgressBar {
+    case: String,
+    quiet: bool,
+    last: Option<(Stage, u32)>,
+}
+
+impl ProgressBar {
+    fn new(case: &str, quiet: bool) -> Self {
+        ProgressBar { case: case.to_string(), quiet, last: None }
+    }
+
+    fn update(&mut self, stage: Stage, fraction: f64) {
+        let percent = (fraction * 100.0).round() as u32;
+        if self.quiet || self.last == Some((stage, percent)) {
+            return;
+        }
+        self.last = Some((stage, percent));
+        let filled = (fraction * 30.0).round() as usize;
+        eprint!("\r{} {:<10} [{}{}] {:3}%", self.case, stage.name(), "#".repeat(filled), " ".repeat(30 - filled.min(30)), percent);
+        let _ = std::io::stderr().flush();
+    }
+
+    fn finish(&mut self) {
+        if !self.quiet {
+            eprint!("\r{}\r", " ".repeat(self.case.len() + 50));
+        }
+    }
+}
+
+/// Arguments of `info`.
+#[derive(clap::Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+pub fn info(args: InfoArgs) -> Result<()> {
+    let model = args.model.load()?;
+    let plan = model.plan();
+    let folder = model.folder();
+    let axes = ["z", "y", "x"];
+    let order: Vec<&str> = plan.transpose_forward.iter().map(|&a| axes[a]).collect();
+    println!("model        {}", folder.dir.display());
+    println!("config       {}", plan.configuration);
+    println!("channels     {}", plan.channel_names.iter().enumerate().map(|(i, n)| format!("{i}: {n}")).collect::<Vec<_>>().join(", "));
+    println!("normalise    {}", plan.normalization.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join("; "));
+    println!("labels       {}", plan.labels.iter().map(|l| format!("{}: {}", l.value, l.name)).collect::<Vec<_>>().join(", "));
+    println!("spacing      {:?} mm (axes {})", plan.spacing, order.join(", "));
+    println!("patch        {:?} voxels", plan.patch_size);
+    println!("folds        {}", model.fold_names().join(", "));
+    println!("mirroring    axes {:?}", folder.mirroring_axes);
+    match &folder.classification {
+        Some(c) => println!("head classes {}", c.class_names.join(", ")),
+        None => println!("head classes none (segmentation only)"),
+    }
+    if let Some(path) = model.runtime_path() {
+        println!("runtime      {}", path.display());
+    }
+    Ok(())
+}

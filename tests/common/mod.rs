@@ -1,0 +1,29 @@
+//! Shared by the integration tests: fixture paths and the ONNX Runtime gate.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Whether ONNX Runtime can be loaded. Tests that need it return early when it cannot, unless
+/// `NNUNET_RT_REQUIRE_ORT=1` (set by `cargo xtask test` and CI), where its absence is a failure.
+pub fn ort_available() -> bool {
+    match nnunet_rt::backend::runtime::runtime(None) {
+        Ok(_) => true,
+        Err(err) if std::env::var_os("NNUNET_RT_REQUIRE_ORT").is_some_and(|v| v == "1") => {
+            panic!("NNUNET_RT_REQUIRE_ORT=1 but ONNX Runtime is unavailable: {err}")
+        }
+        Err(err) => {
+            eprintln!("skipping: {err}");
+            false
+        }
+    }
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
