@@ -235,7 +235,9 @@ fn cases(input: &Path, output: &Path) -> Result<Vec<Case>> {
                 return Err(Error::new(ErrorKind::Io, format!("output folder {} does not exist", parent.display())));
             }
         }
-        return Ok(vec![Case { id: case_stem(input), inputs: vec![input.to_path_buf()], output: output.to_path_buf() }]);
+        let stem = case_stem(input);
+        let id = channel_suffix(&stem).map_or(stem.clone(), |i| stem[..i].to_string());
+        return Ok(vec![Case { id, inputs: vec![input.to_path_buf()], output: output.to_path_buf() }]);
     }
     if !input.is_dir() {
         return Err(Error::new(ErrorKind::Io, format!("input {} does not exist", input.display())));
@@ -248,7 +250,7 @@ fn cases(input: &Path, output: &Path) -> Result<Vec<Case>> {
         }
         let stem = case_stem(&path);
         // CASE_0000: the last 5 characters are the channel suffix.
-        match stem.len().checked_sub(5).filter(|&i| stem.as_bytes()[i] == b'_' && stem[i + 1..].bytes().all(|b| b.is_ascii_digit())) {
+        match channel_suffix(&stem) {
             Some(i) => groups.entry(stem[..i].to_string()).or_default().push(path),
             None => eprintln!("nnunet-rt: warning: skipping {} (not named CASE_XXXX.nii.gz)", path.display()),
         }
@@ -265,6 +267,11 @@ fn cases(input: &Path, output: &Path) -> Result<Vec<Case>> {
             Case { id, inputs, output }
         })
         .collect())
+}
+
+/// Position of nnU-Net's `_XXXX` channel suffix in a file stem, if it has one.
+fn channel_suffix(stem: &str) -> Option<usize> {
+    stem.len().checked_sub(5).filter(|&i| stem.as_bytes()[i] == b'_' && stem[i + 1..].bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A one-line progress bar on stderr.
