@@ -7,6 +7,7 @@ pub mod backend;
 pub mod classify;
 pub mod error;
 pub mod export;
+pub mod ffi;
 pub mod io;
 pub mod metrics;
 pub mod model;

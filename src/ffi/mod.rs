@@ -1,0 +1,29 @@
+//! The C ABI: the only `extern "C"` items of the crate.
+//!
+//! Conventions (also in the generated header and the README):
+//! * Every fallible function returns an `nnrt_status`; `NNRT_OK` is 0. On failure a one-line
+//!   message is available from `nnrt_last_error_message()` on the same thread.
+//! * Outputs come last; `*out` is set to NULL on entry and written only on success.
+//! * Every pointer argument is checked: NULL gives `NNRT_NULL_ARGUMENT` naming the parameter.
+//! * Nothing the caller passes is kept: input buffers are borrowed for the call only.
+//! * Objects returned through `out` are owned by the caller and freed with their `_free`
+//!   function; `_free(NULL)` does nothing; freeing twice is undefined behaviour.
+//! * No panic unwinds into C: each function runs inside a boundary that turns a panic into
+//!   `NNRT_PANIC`; a model whose prediction panicked is poisoned (`NNRT_POISONED` afterwards).
+//! * No Rust enum is read from C: codes are plain integers, validated.
+
+#![allow(non_camel_case_types)]
+
+mod boundary;
+mod model;
+mod options;
+mod result;
+mod status;
+
+pub use model::*;
+pub use options::*;
+pub use result::*;
+pub use status::*;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,257 @@
+//! `nnrt_options` (how a model is loaded) and `nnrt_predict_options` (how a volume is predicted).
+
+use std::ffi::{c_char, c_void};
+use std::path::PathBuf;
+
+use super::boundary::{check_not_null, guard, str_arg, try_status};
+use super::status::*;
+use crate::{ClassificationPolicy, Device, LoadOptions, PredictOptions};
+
+/// Load options (opaque). Create with `nnrt_options_new`, free with `nnrt_options_free`.
+/// Not thread-safe: do not modify one from two threads at once.
+pub struct nnrt_options {
+    pub(crate) inner: LoadOptions,
+}
+
+/// Run on the CPU (default).
+pub const NNRT_DEVICE_CPU: u32 = 0;
+/// Run on a CUDA GPU (needs a build with the `cuda` feature and the CUDA ONNX Runtime).
+pub const NNRT_DEVICE_CUDA: u32 = 1;
+
+/// Creates load options with the defaults: every exported fold, CPU, ONNX Runtime's thread count,
+/// runtime library searched.
+///
+/// Ownership: `*out` is owned by the caller; free it with `nnrt_options_free`.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn nnrt_options_new(out: *mut *mut nnrt_options) -> nnrt_status {
+    guard(|| {}, || {
+        check_not_null!(out);
+        let options = Box::new(nnrt_options { inner: LoadOptions::default() });
+        // SAFETY: `out` is non-NULL and, per the contract, points to writable storage.
+        unsafe { *out = Box::into_raw(options) };
+        NNRT_OK
+    })
+}
+
+/// Frees load options. NULL is a no-op. Freeing twice is undefined behaviour.
+#[no_mangle]
+pub extern "C" fn nnrt_options_free(options: *mut nnrt_options) {
+    guard(|| {}, || {
+        if !options.is_null() {
+            // SAFETY: `options` came from `nnrt_options_new` and is freed once, per the contract.
+            drop(unsafe { Box::from_raw(options) });
+        }
+        NNRT_OK
+    });
+}
+
+/// Applies `f` to the options behind a checked pointer.
+fn with_options(options: *mut nnrt_options, f: impl FnOnce(&mut LoadOptions) -> crate::Result<()>) -> nnrt_status {
+    guard(|| {}, || {
+        check_not_null!(options);
+        // SAFETY: non-NULL, created by `nnrt_options_new`, not used concurrently per the contract.
+        let options = unsafe { &mut *options };
+        try_status!(f(&mut options.inner));
+        NNRT_OK
+    })
+}
+
+/// Selects the device: `NNRT_DEVICE_CPU`, or `NNRT_DEVICE_CUDA` with a GPU index `device_id >= 0`.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (unknown device or id).
+#[no_mangle]
+pub extern "C" fn nnrt_options_set_device(options: *mut nnrt_options, device: u32, device_id: i32) -> nnrt_status {
+    with_options(options, |o| {
+        o.device = match (device, device_id) {
+            (NNRT_DEVICE_CPU, _) => Device::Cpu,
+            (NNRT_DEVICE_CUDA, id) if id >= 0 => Device::Cuda(id),
+            _ => return Err(invalid(format!("device {device} with id {device_id} is not valid (NNRT_DEVICE_CPU, or NNRT_DEVICE_CUDA with an id >= 0)"))),
+        };
+        Ok(())
+    })
+}
+
+/// Sets ONNX Runtime's intra-op thread count; 0 restores the default (one per core).
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn nnrt_options_set_threads(options: *mut nnrt_options, threads: u32) -> nnrt_status {
+    with_options(options, |o| {
+        o.intra_threads = (threads > 0).then_some(threads as usize);
+        Ok(())
+    })
+}
+
+/// Selects folds by name (`"0"`, `"all"`...) in the order their logits are averaged; `count` 0
+/// restores "every exported fold". The strings are copied.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (invalid UTF-8).
+#[no_mangle]
+pub extern "C" fn nnrt_options_set_folds(options: *mut nnrt_options, folds: *const *const c_char, count: usize) -> nnrt_status {
+    guard(|| {}, || {
+        check_not_null!(options);
+        if count > 0 {
+            check_not_null!(folds);
+        }
+        let mut names = Vec::with_capacity(count);
+        for i in 0..count {
+            // SAFETY: `folds` is non-NULL and points to `count` string pointers, per the contract.
+            let fold = unsafe { *folds.add(i) };
+            check_not_null!(fold);
+            // SAFETY: non-NULL NUL-terminated string per the contract.
+            names.push(try_status!(unsafe { str_arg(fold, "folds[i]") }).to_string());
+        }
+        // SAFETY: non-NULL, created by `nnrt_options_new`.
+        let options = unsafe { &mut *options };
+        options.inner.folds = (count > 0).then_some(names);
+        NNRT_OK
+    })
+}
+
+/// Sets the path of `libonnxruntime.so` to load (copied); NULL restores the search
+/// (`NNUNET_RT_ORT_LIB`, `ORT_DYLIB_PATH`, next to this library, the fetched copy).
+/// The runtime is loaded once per process: this matters only for the first model loaded.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (invalid UTF-8).
+#[no_mangle]
+pub extern "C" fn nnrt_options_set_ort_library(options: *mut nnrt_options, path: *const c_char) -> nnrt_status {
+    guard(|| {}, || {
+        check_not_null!(options);
+        let path = if path.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL NUL-terminated string per the contract.
+            Some(PathBuf::from(try_status!(unsafe { str_arg(path, "path") })))
+        };
+        // SAFETY: non-NULL, created by `nnrt_options_new`.
+        unsafe { (*options).inner.ort_library = path };
+        NNRT_OK
+    })
+}
+
+/// Prediction options (opaque). Create with `nnrt_predict_options_new`, free with
+/// `nnrt_predict_options_free`. May be shared read-only by concurrent predictions.
+pub struct nnrt_predict_options {
+    pub(crate) inner: PredictOptions,
+    pub(crate) progress: nnrt_progress_fn,
+    pub(crate) user_data: *mut c_void,
+}
+
+/// Progress callback: `stage` is one of `NNRT_STAGE_*`, `fraction` in [0, 1] within the stage.
+/// Return 0 to continue, nonzero to cancel (the call then returns `NNRT_CANCELLED` within one tile).
+/// Called on the thread that called `nnrt_predict`.
+/// May be NULL where a parameter of this type is accepted.
+pub type nnrt_progress_fn = Option<extern "C" fn(stage: u32, fraction: f64, user_data: *mut c_void) -> i32>;
+
+/// Preprocessing stage.
+pub const NNRT_STAGE_PREPROCESS: u32 = 0;
+/// Network stage (reported after every tile).
+pub const NNRT_STAGE_NETWORK: u32 = 1;
+/// Export stage.
+pub const NNRT_STAGE_EXPORT: u32 = 2;
+
+/// Tiles weighted by the predicted volume of the evidence (lesion) labels (default).
+pub const NNRT_CLASSIFICATION_LESION_WEIGHTED: u32 = 0;
+/// Unweighted mean over tiles.
+pub const NNRT_CLASSIFICATION_MEAN: u32 = 1;
+
+/// Creates prediction options with nnU-Net's defaults: step 0.5, mirroring on, no probabilities,
+/// lesion-weighted classification, no progress callback.
+///
+/// Ownership: `*out` is owned by the caller; free with `nnrt_predict_options_free`.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn nnrt_predict_options_new(out: *mut *mut nnrt_predict_options) -> nnrt_status {
+    guard(|| {}, || {
+        check_not_null!(out);
+        let options = Box::new(nnrt_predict_options { inner: PredictOptions::default(), progress: None, user_data: std::ptr::null_mut() });
+        // SAFETY: `out` is non-NULL and writable per the contract.
+        unsafe { *out = Box::into_raw(options) };
+        NNRT_OK
+    })
+}
+
+/// Frees prediction options. NULL is a no-op. Freeing twice is undefined behaviour.
+#[no_mangle]
+pub extern "C" fn nnrt_predict_options_free(options: *mut nnrt_predict_options) {
+    guard(|| {}, || {
+        if !options.is_null() {
+            // SAFETY: created by `nnrt_predict_options_new`, freed once per the contract.
+            drop(unsafe { Box::from_raw(options) });
+        }
+        NNRT_OK
+    });
+}
+
+fn with_predict_options(options: *mut nnrt_predict_options, f: impl FnOnce(&mut nnrt_predict_options) -> crate::Result<()>) -> nnrt_status {
+    guard(|| {}, || {
+        check_not_null!(options);
+        // SAFETY: non-NULL, created by `nnrt_predict_options_new`, not modified concurrently.
+        try_status!(f(unsafe { &mut *options }));
+        NNRT_OK
+    })
+}
+
+fn invalid(message: String) -> crate::Error {
+    crate::Error::new(crate::ErrorKind::InvalidArgument, message)
+}
+
+/// Sliding-window step as a fraction of the patch, in (0, 1].
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn nnrt_predict_options_set_step_size(options: *mut nnrt_predict_options, step_size: f64) -> nnrt_status {
+    with_predict_options(options, |o| {
+        if !(step_size > 0.0 && step_size <= 1.0) {
+            return Err(invalid(format!("step size {step_size} is outside (0, 1]")));
+        }
+        o.inner.step_size = step_size;
+        Ok(())
+    })
+}
+
+/// Mirroring test-time augmentation on (nonzero, default) or off (0).
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn nnrt_predict_options_set_tta(options: *mut nnrt_predict_options, enabled: i32) -> nnrt_status {
+    with_predict_options(options, |o| {
+        o.inner.mirroring = enabled != 0;
+        Ok(())
+    })
+}
+
+/// Also compute per-class probabilities (nonzero) or not (0, default).
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn nnrt_predict_options_set_probabilities(options: *mut nnrt_predict_options, enabled: i32) -> nnrt_status {
+    with_predict_options(options, |o| {
+        o.inner.probabilities = enabled != 0;
+        Ok(())
+    })
+}
+
+/// Classification policy: `NNRT_CLASSIFICATION_LESION_WEIGHTED` or `NNRT_CLASSIFICATION_MEAN`.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn nnrt_predict_options_set_classification_policy(options: *mut nnrt_predict_options, policy: u32) -> nnrt_status {
+    with_predict_options(options, |o| {
+        o.inner.classification_policy = match policy {
+            NNRT_CLASSIFICATION_LESION_WEIGHTED => ClassificationPolicy::LesionWeighted,
+            NNRT_CLASSIFICATION_MEAN => ClassificationPolicy::Mean,
+            other => return Err(invalid(format!("classification policy {other} is unknown"))),
+        };
+        Ok(())
+    })
+}
+
+/// Installs a progress callback (NULL removes it). `user_data` is passed back untouched and
+/// never dereferenced by the library.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT` (options).
+#[no_mangle]
+pub extern "C" fn nnrt_predict_options_set_progress(
+    options: *mut nnrt_predict_options,
+    callback: nnrt_progress_fn,
+    user_data: *mut c_void,
+) -> nnrt_status {
+    with_predict_options(options, |o| {
+        o.progress = callback;
+        o.user_data = user_data;
+        Ok(())
+    })
+}

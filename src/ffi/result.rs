@@ -1,0 +1,196 @@
+//! `nnrt_result`: read-only access to a prediction.
+
+use std::ffi::{c_char, c_void, CString};
+
+use super::boundary::{check_not_null, guard, try_status};
+use super::model::{NNRT_DTYPE_U16, NNRT_DTYPE_U8};
+use super::status::*;
+use crate::error::{Error, ErrorKind};
+use crate::{Labels, Prediction};
+
+/// A prediction (opaque, immutable). Returned by `nnrt_predict`, freed with `nnrt_result_free`.
+/// Safe to read from any number of threads at once.
+pub struct nnrt_result {
+    prediction: Prediction,
+    class_names: Vec<CString>,
+}
+
+impl nnrt_result {
+    pub(crate) fn new(prediction: Prediction) -> nnrt_result {
+        let class_names = prediction
+            .classification
+            .iter()
+            .flat_map(|c| c.class_names.iter().map(|n| CString::new(n.replace('\0', " ")).unwrap_or_default()))
+            .collect();
+        nnrt_result { prediction, class_names }
+    }
+}
+
+/// Frees a result. NULL is a no-op. Freeing twice is undefined behaviour; pointers borrowed from
+/// the result are invalid afterwards.
+#[no_mangle]
+pub extern "C" fn nnrt_result_free(result: *mut nnrt_result) {
+    guard(|| {}, || {
+        if !result.is_null() {
+            // SAFETY: created by `nnrt_predict`, freed once per the contract.
+            drop(unsafe { Box::from_raw(result) });
+        }
+        NNRT_OK
+    });
+}
+
+macro_rules! result_ref {
+    ($result:ident) => {{
+        check_not_null!($result);
+        // SAFETY: non-NULL and, per the contract, a live result from `nnrt_predict`.
+        unsafe { &*$result }
+    }};
+}
+
+/// The label map: same dims and memory order as the input volume (x fastest), element type
+/// `NNRT_DTYPE_U8` (up to 256 labels) or `NNRT_DTYPE_U16`. `dims_xyz` receives 3 sizes.
+///
+/// Ownership: `*data` is borrowed from the result; valid until `nnrt_result_free`.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn nnrt_result_labels(result: *const nnrt_result, data: *mut *const c_void, dtype: *mut u32, dims_xyz: *mut usize) -> nnrt_status {
+    guard(|| {}, || {
+        let r = result_ref!(result);
+        check_not_null!(data, dtype, dims_xyz);
+        let (pointer, code) = match &r.prediction.labels {
+            Labels::U8(v) => (v.as_ptr() as *const c_void, NNRT_DTYPE_U8),
+            Labels::U16(v) => (v.as_ptr() as *const c_void, NNRT_DTYPE_U16),
+        };
+        // SAFETY: all three are non-NULL and writable; `dims_xyz` has room for 3 sizes.
+        unsafe {
+            *data = pointer;
+            *dtype = code;
+            std::ptr::copy_nonoverlapping(r.prediction.dims.as_ptr(), dims_xyz, 3);
+        }
+        NNRT_OK
+    })
+}
+
+/// Number of labels (background included): the probability channels and label values 0..n-1.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn nnrt_result_num_labels(result: *const nnrt_result, out: *mut usize) -> nnrt_status {
+    guard(|| {}, || {
+        let r = result_ref!(result);
+        check_not_null!(out);
+        // SAFETY: non-NULL, writable.
+        unsafe { *out = r.prediction.label_names.len() };
+        NNRT_OK
+    })
+}
+
+/// Per-label softmax probabilities, float32, `num_labels` blocks of the input's voxel count,
+/// each block in the input's memory order. `*data` is NULL and `*count` 0 unless probabilities
+/// were requested with `nnrt_predict_options_set_probabilities`.
+///
+/// Ownership: `*data` is borrowed from the result; valid until `nnrt_result_free`.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn nnrt_result_probabilities(result: *const nnrt_result, data: *mut *const f32, count: *mut usize) -> nnrt_status {
+    guard(|| {}, || {
+        let r = result_ref!(result);
+        check_not_null!(data, count);
+        let (pointer, n) = match &r.prediction.probabilities {
+            Some(p) => (p.as_ptr(), p.len()),
+            None => (std::ptr::null(), 0),
+        };
+        // SAFETY: non-NULL, writable.
+        unsafe {
+            *data = pointer;
+            *count = n;
+        }
+        NNRT_OK
+    })
+}
+
+/// Number of classification classes; 0 when the model has no classification head.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn nnrt_result_num_classes(result: *const nnrt_result, out: *mut usize) -> nnrt_status {
+    guard(|| {}, || {
+        let r = result_ref!(result);
+        check_not_null!(out);
+        // SAFETY: non-NULL, writable.
+        unsafe { *out = r.class_names.len() };
+        NNRT_OK
+    })
+}
+
+fn classification(r: &nnrt_result) -> crate::Result<&crate::Classification> {
+    r.prediction
+        .classification
+        .as_ref()
+        .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "the model has no classification head"))
+}
+
+/// Case-level class probabilities (`nnrt_result_num_classes` doubles, fold-averaged).
+///
+/// Ownership: `*data` is borrowed from the result; valid until `nnrt_result_free`.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (no classification head).
+#[no_mangle]
+pub extern "C" fn nnrt_result_class_probabilities(result: *const nnrt_result, data: *mut *const f64, count: *mut usize) -> nnrt_status {
+    guard(|| {}, || {
+        let r = result_ref!(result);
+        check_not_null!(data, count);
+        let c = try_status!(classification(r));
+        // SAFETY: non-NULL, writable.
+        unsafe {
+            *data = c.probabilities.as_ptr();
+            *count = c.probabilities.len();
+        }
+        NNRT_OK
+    })
+}
+
+/// Index of the predicted class (the first maximum of the probabilities).
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (no classification head).
+#[no_mangle]
+pub extern "C" fn nnrt_result_predicted_class(result: *const nnrt_result, out: *mut usize) -> nnrt_status {
+    guard(|| {}, || {
+        let r = result_ref!(result);
+        check_not_null!(out);
+        let c = try_status!(classification(r));
+        // SAFETY: non-NULL, writable.
+        unsafe { *out = c.predicted };
+        NNRT_OK
+    })
+}
+
+/// Name of class `index`.
+///
+/// Ownership: `*out` is borrowed from the result; valid until `nnrt_result_free`.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (no head, index out of range).
+#[no_mangle]
+pub extern "C" fn nnrt_result_class_name(result: *const nnrt_result, index: usize, out: *mut *const c_char) -> nnrt_status {
+    guard(|| {}, || {
+        let r = result_ref!(result);
+        check_not_null!(out);
+        try_status!(classification(r));
+        let Some(name) = r.class_names.get(index) else {
+            return fail(Error::new(ErrorKind::InvalidArgument, format!("class index {index} is out of range (the head has {})", r.class_names.len())));
+        };
+        // SAFETY: non-NULL, writable.
+        unsafe { *out = name.as_ptr() };
+        NNRT_OK
+    })
+}
+
+/// Milliseconds spent in preprocessing, the network stage and export: writes 3 doubles.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn nnrt_result_timings_ms(result: *const nnrt_result, out: *mut f64) -> nnrt_status {
+    guard(|| {}, || {
+        let r = result_ref!(result);
+        check_not_null!(out);
+        let t = r.prediction.timings;
+        let values = [t.preprocess, t.network, t.export].map(|d| d.as_secs_f64() * 1e3);
+        // SAFETY: non-NULL with room for 3 doubles per the contract.
+        unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out, 3) };
+        NNRT_OK
+    })
+}

@@ -1,0 +1,222 @@
+//! The C ABI's bad-input catalogue, called from Rust exactly as C would call it.
+
+use std::ffi::{c_void, CStr, CString};
+use std::path::Path;
+use std::ptr::{null, null_mut};
+
+use super::*;
+use crate::backend::TileNetwork;
+use crate::model::ModelFolder;
+use crate::Model;
+
+fn last_error() -> String {
+    // SAFETY: the library always returns a valid NUL-terminated string.
+    unsafe { CStr::from_ptr(nnrt_last_error_message()) }.to_string_lossy().into_owned()
+}
+
+fn fixture_model(name: &str) -> ModelFolder {
+    ModelFolder::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(name), Some(&["0".to_string()])).unwrap()
+}
+
+/// A network that panics on its first run (a bug inside the boundary).
+struct Panicking;
+
+impl TileNetwork for Panicking {
+    fn run(&mut self, _: &[f32], _: usize, _: &mut Vec<f32>, _: &mut Vec<f32>) -> crate::Result<()> {
+        panic!("injected failure");
+    }
+}
+
+/// A network with constant logits favouring label 1.
+struct Constant(usize);
+
+impl TileNetwork for Constant {
+    fn run(&mut self, input: &[f32], batch: usize, seg: &mut Vec<f32>, cls: &mut Vec<f32>) -> crate::Result<()> {
+        let voxels = input.len() / batch;
+        seg.clear();
+        for _ in 0..batch {
+            for c in 0..self.0 {
+                seg.extend(std::iter::repeat_n(if c == 1 { 2.0 } else { 0.0 }, voxels));
+            }
+        }
+        cls.clear();
+        Ok(())
+    }
+}
+
+fn handle(model: Model) -> *mut nnrt_model {
+    Box::into_raw(Box::new(nnrt_model::new(model)))
+}
+
+fn volume(data: &[i16], dims: [usize; 3]) -> nnrt_volume {
+    nnrt_volume {
+        data: data.as_ptr().cast(),
+        dtype: NNRT_DTYPE_I16,
+        dims,
+        channels: 1,
+        spacing: [0.75, 0.75, 2.0],
+        origin: [0.0; 3],
+        direction: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+    }
+}
+
+#[test]
+fn null_arguments_are_reported_by_name() {
+    let mut options = null_mut();
+    assert_eq!(nnrt_options_new(null_mut()), NNRT_NULL_ARGUMENT);
+    assert!(last_error().contains("`out`"), "{}", last_error());
+    assert_eq!(nnrt_options_new(&mut options), NNRT_OK);
+    assert_eq!(last_error(), "", "success clears the message");
+    let mut model = null_mut();
+    assert_eq!(nnrt_model_load(null(), options, &mut model), NNRT_NULL_ARGUMENT);
+    assert!(model.is_null());
+    assert!(last_error().contains("model_dir"));
+    assert_eq!(nnrt_model_load(c"/nonexistent/model".as_ptr(), options, null_mut()), NNRT_NULL_ARGUMENT);
+    assert_eq!(nnrt_model_load(c"/nonexistent/model".as_ptr(), options, &mut model), NNRT_IO);
+    assert!(last_error().contains("/nonexistent/model"), "{}", last_error());
+    let mut n = 0usize;
+    assert_eq!(nnrt_model_num_labels(null(), &mut n), NNRT_NULL_ARGUMENT);
+    assert_eq!(nnrt_predict(null(), null(), null(), null_mut()), NNRT_NULL_ARGUMENT);
+    let mut result = null_mut();
+    assert_eq!(nnrt_predict(null(), null(), null(), &mut result), NNRT_NULL_ARGUMENT);
+    assert!(last_error().contains("model"));
+    assert_eq!(nnrt_result_num_labels(null(), &mut n), NNRT_NULL_ARGUMENT);
+    assert_eq!(nnrt_options_set_folds(options, null(), 2), NNRT_NULL_ARGUMENT);
+    assert_eq!(nnrt_options_set_threads(null_mut(), 2), NNRT_NULL_ARGUMENT);
+    // Freeing NULL is a no-op.
+    nnrt_model_free(null_mut());
+    nnrt_result_free(null_mut());
+    nnrt_options_free(null_mut());
+    nnrt_predict_options_free(null_mut());
+    nnrt_options_free(options);
+}
+
+#[test]
+fn integers_from_c_are_validated() {
+    let mut options = null_mut();
+    assert_eq!(nnrt_options_new(&mut options), NNRT_OK);
+    assert_eq!(nnrt_options_set_device(options, 7, 0), NNRT_INVALID_ARGUMENT);
+    assert_eq!(nnrt_options_set_device(options, NNRT_DEVICE_CUDA, -1), NNRT_INVALID_ARGUMENT);
+    nnrt_options_free(options);
+    let mut predict = null_mut();
+    assert_eq!(nnrt_predict_options_new(&mut predict), NNRT_OK);
+    for step in [0.0, -1.0, 1.5, f64::NAN] {
+        assert_eq!(nnrt_predict_options_set_step_size(predict, step), NNRT_INVALID_ARGUMENT);
+    }
+    assert_eq!(nnrt_predict_options_set_classification_policy(predict, 99), NNRT_INVALID_ARGUMENT);
+    nnrt_predict_options_free(predict);
+    // SAFETY: static strings.
+    let unknown = unsafe { CStr::from_ptr(nnrt_status_str(12345)) };
+    assert_eq!(unknown.to_str().unwrap(), "unknown status");
+    let version = unsafe { CStr::from_ptr(nnrt_version()) }.to_str().unwrap();
+    assert!(version.starts_with(concat!("nnunet-rt/", env!("CARGO_PKG_VERSION"))));
+}
+
+#[test]
+fn bad_volumes_are_refused_without_touching_the_buffer() {
+    let model = handle(Model::with_networks(fixture_model("resenc_ct"), vec![Box::new(Constant(3))]));
+    let data = vec![40i16; 20 * 20 * 10];
+    let before = data.clone();
+    let mut result = null_mut();
+    let cases: Vec<(nnrt_volume, u32)> = vec![
+        (nnrt_volume { dims: [0, 20, 10], ..volume(&data, [20, 20, 10]) }, NNRT_INVALID_IMAGE),
+        (nnrt_volume { dims: [usize::MAX, 2, 2], ..volume(&data, [20, 20, 10]) }, NNRT_INVALID_IMAGE),
+        (nnrt_volume { dtype: 99, ..volume(&data, [20, 20, 10]) }, NNRT_INVALID_ARGUMENT),
+        (nnrt_volume { channels: 2, dims: [20, 20, 5], ..volume(&data, [20, 20, 10]) }, NNRT_SHAPE_MISMATCH),
+        (nnrt_volume { spacing: [0.0, 1.0, 1.0], ..volume(&data, [20, 20, 10]) }, NNRT_INVALID_IMAGE),
+        (nnrt_volume { spacing: [-1.0, 1.0, 1.0], ..volume(&data, [20, 20, 10]) }, NNRT_INVALID_IMAGE),
+        (nnrt_volume { spacing: [f64::NAN, 1.0, 1.0], ..volume(&data, [20, 20, 10]) }, NNRT_INVALID_IMAGE),
+        (nnrt_volume { spacing: [f64::INFINITY, 1.0, 1.0], ..volume(&data, [20, 20, 10]) }, NNRT_INVALID_IMAGE),
+        (nnrt_volume { direction: [1.0, 0.2, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0], ..volume(&data, [20, 20, 10]) }, NNRT_INVALID_IMAGE),
+        (nnrt_volume { data: null(), ..volume(&data, [20, 20, 10]) }, NNRT_NULL_ARGUMENT),
+    ];
+    for (i, (v, expected)) in cases.iter().enumerate() {
+        assert_eq!(nnrt_predict(model, v, null(), &mut result), *expected, "case {i}: {}", last_error());
+        assert!(result.is_null());
+        assert!(!last_error().is_empty());
+    }
+    let floats = vec![f32::NAN; 20 * 20 * 10];
+    let nan_volume = nnrt_volume { data: floats.as_ptr().cast(), dtype: NNRT_DTYPE_F32, ..volume(&data, [20, 20, 10]) };
+    assert_eq!(nnrt_predict(model, &nan_volume, null(), &mut result), NNRT_INVALID_IMAGE);
+    assert!(last_error().contains("NaN"));
+    assert_eq!(data, before);
+    // A valid call still works afterwards.
+    assert_eq!(nnrt_predict(model, &volume(&data, [20, 20, 10]), null(), &mut result), NNRT_OK, "{}", last_error());
+    let (mut labels, mut dtype, mut dims) = (null(), 0u32, [0usize; 3]);
+    assert_eq!(nnrt_result_labels(result, &mut labels, &mut dtype, dims.as_mut_ptr()), NNRT_OK);
+    assert_eq!((dtype, dims), (NNRT_DTYPE_U8, [20, 20, 10]));
+    // SAFETY: the result owns 4000 u8 labels until it is freed.
+    let labels = unsafe { std::slice::from_raw_parts(labels as *const u8, 4000) };
+    assert!(labels.iter().all(|&l| l == 1), "the constant network favours label 1");
+    let mut predicted = 0usize;
+    assert_eq!(nnrt_result_predicted_class(result, &mut predicted), NNRT_INVALID_ARGUMENT, "no head");
+    let (mut probabilities, mut count) = (null(), 7usize);
+    assert_eq!(nnrt_result_probabilities(result, &mut probabilities, &mut count), NNRT_OK);
+    assert!(probabilities.is_null() && count == 0, "not requested");
+    nnrt_result_free(result);
+    nnrt_model_free(model);
+}
+
+extern "C" fn cancel_in_network(stage: u32, fraction: f64, user_data: *mut c_void) -> i32 {
+    // SAFETY: the test passes a pointer to a live u32 counter.
+    unsafe { *(user_data as *mut u32) += 1 };
+    (stage == NNRT_STAGE_NETWORK && fraction > 0.0) as i32
+}
+
+#[test]
+fn cancellation_and_progress_through_the_callback() {
+    let model = handle(Model::with_networks(fixture_model("resenc_ct"), vec![Box::new(Constant(3))]));
+    let data = vec![40i16; 60 * 60 * 12];
+    let mut calls = 0u32;
+    let mut options = null_mut();
+    assert_eq!(nnrt_predict_options_new(&mut options), NNRT_OK);
+    assert_eq!(nnrt_predict_options_set_progress(options, Some(cancel_in_network), (&mut calls as *mut u32).cast()), NNRT_OK);
+    let mut result = null_mut();
+    assert_eq!(nnrt_predict(model, &volume(&data, [60, 60, 12]), options, &mut result), NNRT_CANCELLED);
+    assert!(result.is_null());
+    assert_eq!(calls, 3, "preprocess 0, network 0, then the first tile cancels");
+    nnrt_predict_options_free(options);
+    nnrt_model_free(model);
+}
+
+#[test]
+fn a_panic_becomes_a_status_and_poisons_the_model() {
+    let model = handle(Model::with_networks(fixture_model("resenc_ct"), vec![Box::new(Panicking)]));
+    let data = vec![40i16; 20 * 20 * 10];
+    let mut result = null_mut();
+    assert_eq!(nnrt_predict(model, &volume(&data, [20, 20, 10]), null(), &mut result), NNRT_PANIC);
+    assert!(last_error().contains("injected failure"), "{}", last_error());
+    assert!(result.is_null());
+    assert_eq!(nnrt_predict(model, &volume(&data, [20, 20, 10]), null(), &mut result), NNRT_POISONED);
+    let mut n = 0usize;
+    assert_eq!(nnrt_model_num_labels(model, &mut n), NNRT_OK, "introspection still works");
+    assert_eq!(n, 3);
+    nnrt_model_free(model);
+}
+
+#[test]
+fn introspection_in_the_callers_axes() {
+    let model = handle(Model::with_networks(fixture_model("multitask_ct"), vec![Box::new(Constant(3))]));
+    let mut spacing = [0f64; 3];
+    let mut patch = [0usize; 3];
+    assert_eq!(nnrt_model_spacing(model, spacing.as_mut_ptr()), NNRT_OK);
+    assert_eq!(nnrt_model_patch_size(model, patch.as_mut_ptr()), NNRT_OK);
+    // SAFETY: live model.
+    let plan = unsafe { (*model).model.plan().clone() };
+    assert_eq!(spacing, [plan.spacing[2], plan.spacing[1], plan.spacing[0]]);
+    assert_eq!(patch, [plan.patch_size[2], plan.patch_size[1], plan.patch_size[0]]);
+    let (mut classes, mut name) = (0usize, null());
+    assert_eq!(nnrt_model_num_classes(model, &mut classes), NNRT_OK);
+    assert_eq!(classes, 3);
+    assert_eq!(nnrt_model_class_name(model, 3, &mut name), NNRT_INVALID_ARGUMENT);
+    assert_eq!(nnrt_model_label_name(model, 2, &mut name), NNRT_OK);
+    // SAFETY: borrowed from the live model.
+    assert_eq!(unsafe { CStr::from_ptr(name) }.to_str().unwrap(), "lesion");
+    let fold = CString::new("0").unwrap();
+    let folds = [fold.as_ptr()];
+    let mut options = null_mut();
+    assert_eq!(nnrt_options_new(&mut options), NNRT_OK);
+    assert_eq!(nnrt_options_set_folds(options, folds.as_ptr(), 1), NNRT_OK);
+    nnrt_options_free(options);
+    nnrt_model_free(model);
+}
