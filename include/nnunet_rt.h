@@ -108,6 +108,16 @@
 #define NNRT_CLASSIFICATION_MEAN 1
 
 /**
+ * Logit accumulation in float16, rounded like nnU-Net (default: the same answer).
+ */
+#define NNRT_PRECISION_HALF 0
+
+/**
+ * Logit accumulation in float32 (more accurate; may differ from nnU-Net at near-ties).
+ */
+#define NNRT_PRECISION_SINGLE 1
+
+/**
  * A loaded model (opaque). Load with `nnrt_model_load`, free with `nnrt_model_free`.
  *
  * Thread safety: a model may be shared by any number of threads. Introspection runs
@@ -442,6 +452,21 @@ nnrt_status nnrt_predict_options_set_probabilities(struct nnrt_predict_options *
  */
 nnrt_status nnrt_predict_options_set_classification_policy(struct nnrt_predict_options *options,
                                                            uint32_t policy);
+
+/**
+ * Logit accumulation precision: `NNRT_PRECISION_HALF` (default) or `NNRT_PRECISION_SINGLE`.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`.
+ */
+nnrt_status nnrt_predict_options_set_precision(struct nnrt_predict_options *options,
+                                               uint32_t precision);
+
+/**
+ * Refuse, before any work and with `NNRT_OUT_OF_MEMORY`, a prediction whose estimated peak
+ * memory exceeds `bytes`; 0 removes the limit (default).
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+ */
+nnrt_status nnrt_predict_options_set_memory_limit(struct nnrt_predict_options *options,
+                                                  uint64_t bytes);
 
 /**
  * Installs a progress callback (NULL removes it). `user_data` is passed back untouched and

@@ -3,12 +3,12 @@
 //! (float16, linear or separate-z), argmax with the first maximum winning, paste into the crop
 //! box, undo the transpose. Probabilities (softmax, float32) on request.
 
-use half::f16;
 use ndarray::Array4;
 use rayon::prelude::*;
 
 use crate::model::Plan;
 use crate::preprocess::{crop, resample, Preprocessed};
+use crate::window::LogitScalar;
 
 /// A label map in the caller's memory order (x fastest): `u8` while every label fits, else `u16`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,12 +60,13 @@ pub struct Exported {
     pub probabilities: Option<Vec<f32>>,
 }
 
-/// Logits resampled to the cropped input grid (float16, transposed axes), one channel at a time.
-pub fn resample_logits(logits: &Array4<f16>, pre: &Preprocessed, plan: &Plan) -> Array4<f16> {
+/// Logits resampled to the cropped input grid (same element type, transposed axes), one channel
+/// at a time.
+pub fn resample_logits<T: LogitScalar>(logits: &Array4<T>, pre: &Preprocessed, plan: &Plan) -> Array4<T> {
     let shape = [logits.shape()[1], logits.shape()[2], logits.shape()[3]];
     let target = pre.shape_after_cropping;
     let classes = logits.shape()[0];
-    let mut out = Array4::<f16>::from_elem((classes, target[0], target[1], target[2]), f16::ZERO);
+    let mut out = Array4::<T>::default((classes, target[0], target[1], target[2]));
     for (c, mut block) in out.outer_iter_mut().enumerate() {
         let channel = logits.index_axis(ndarray::Axis(0), c);
         let channel = channel.as_standard_layout();
@@ -83,7 +84,7 @@ pub fn resample_logits(logits: &Array4<f16>, pre: &Preprocessed, plan: &Plan) ->
 }
 
 /// Argmax (first maximum), un-crop and un-transpose; softmax probabilities when asked.
-pub fn export(logits: &Array4<f16>, pre: &Preprocessed, plan: &Plan, with_probabilities: bool) -> Exported {
+pub fn export<T: LogitScalar>(logits: &Array4<T>, pre: &Preprocessed, plan: &Plan, with_probabilities: bool) -> Exported {
     let resampled = resample_logits(logits, pre, plan);
     let classes = resampled.shape()[0];
     let crop_shape = pre.shape_after_cropping;

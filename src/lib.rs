@@ -21,4 +21,4 @@ pub use volume::{Geometry, Volume, VolumeView, VoxelData};
 pub use backend::ort::Device;
 pub use classify::{Classification, ClassificationPolicy};
 pub use export::Labels;
-pub use predictor::{LoadOptions, Model, PredictOptions, Prediction, Stage, Timings};
+pub use predictor::{LoadOptions, Logits, Model, PredictOptions, Precision, Prediction, Stage, Timings};

@@ -15,7 +15,7 @@ use crate::export::{self, Labels};
 use crate::model::{ModelFolder, Plan};
 use crate::preprocess::{self, Preprocessed};
 use crate::volume::{Geometry, VolumeView};
-use crate::window::{self, gaussian, mirror, TileBuffers, TileEvidence, TileGrid, WindowSettings};
+use crate::window::{self, gaussian, mirror, FoldAverage, LogitScalar, TileBuffers, TileEvidence, TileGrid, WindowSettings};
 
 /// How a model is loaded.
 #[derive(Debug, Clone, Default)]
@@ -41,11 +41,59 @@ pub struct PredictOptions {
     pub probabilities: bool,
     /// How tile-level classification outputs become one answer.
     pub classification_policy: ClassificationPolicy,
+    /// Arithmetic of the logit accumulation (nnU-Net's float16 by default).
+    pub precision: Precision,
+    /// Refuse, before any work, a prediction whose estimated peak memory exceeds this many bytes.
+    pub memory_limit: Option<u64>,
 }
 
 impl Default for PredictOptions {
     fn default() -> Self {
-        PredictOptions { step_size: 0.5, mirroring: true, probabilities: false, classification_policy: ClassificationPolicy::default() }
+        PredictOptions {
+            step_size: 0.5,
+            mirroring: true,
+            probabilities: false,
+            classification_policy: ClassificationPolicy::default(),
+            precision: Precision::default(),
+            memory_limit: None,
+        }
+    }
+}
+
+/// How logits are accumulated over tiles and folds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// float16 buffers rounded after every addition, exactly as nnU-Net does: the same answer.
+    #[default]
+    Half,
+    /// float32 buffers: more accurate, may flip argmax at near-ties relative to nnU-Net.
+    Single,
+}
+
+/// Fold-averaged logits `(classes, z', y', x')` in the precision they were accumulated in.
+#[derive(Debug, Clone)]
+pub enum Logits {
+    /// float16 (nnU-Net's arithmetic).
+    Half(Array4<f16>),
+    /// float32.
+    Single(Array4<f32>),
+}
+
+impl Logits {
+    /// Shape `(classes, z', y', x')`.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Logits::Half(a) => a.shape(),
+            Logits::Single(a) => a.shape(),
+        }
+    }
+
+    /// Values widened to float32, C order.
+    pub fn to_f32(&self) -> Vec<f32> {
+        match self {
+            Logits::Half(a) => a.iter().map(|v| v.to_f32()).collect(),
+            Logits::Single(a) => a.iter().copied().collect(),
+        }
     }
 }
 
@@ -110,14 +158,28 @@ pub struct Prediction {
 /// Logits of a case on the network's grid, before export.
 #[derive(Debug)]
 pub struct CaseLogits {
-    /// Fold-averaged float16 logits `(classes, z', y', x')`.
-    pub logits: Array4<f16>,
+    /// Fold-averaged logits `(classes, z', y', x')`.
+    pub logits: Logits,
     /// Per fold, per tile classification evidence (empty without a head).
     pub evidence: Vec<Vec<TileEvidence>>,
     /// Tiles per fold.
     pub tiles: usize,
     /// Passes per tile.
     pub passes_per_tile: usize,
+}
+
+/// What running every fold produced, before the logits are wrapped by precision.
+struct FoldRun<T> {
+    logits: Array4<T>,
+    evidence: Vec<Vec<TileEvidence>>,
+    tiles: usize,
+    passes_per_tile: usize,
+}
+
+impl<T> FoldRun<T> {
+    fn into_case(self, wrap: fn(Array4<T>) -> Logits) -> CaseLogits {
+        CaseLogits { logits: wrap(self.logits), evidence: self.evidence, tiles: self.tiles, passes_per_tile: self.passes_per_tile }
+    }
 }
 
 struct Engine {
@@ -201,6 +263,15 @@ impl Model {
         progress: &mut dyn FnMut(Stage, f64) -> bool,
     ) -> Result<Prediction> {
         let mut report = |stage: Stage, fraction: f64| if progress(stage, fraction) { Ok(()) } else { Err(Error::cancelled()) };
+        if let Some(limit) = options.memory_limit {
+            let needed = self.estimate_peak_bytes(volume, options);
+            if needed > limit {
+                return Err(Error::new(
+                    ErrorKind::OutOfMemory,
+                    format!("this prediction needs about {} MiB, more than the memory limit of {} MiB", needed >> 20, limit >> 20),
+                ));
+            }
+        }
         report(Stage::Preprocess, 0.0)?;
         let start = Instant::now();
         let pre = preprocess::preprocess(volume, self.plan())?;
@@ -213,7 +284,10 @@ impl Model {
 
         report(Stage::Export, 0.0)?;
         let start = Instant::now();
-        let exported = export::export(&case.logits, &pre, self.plan(), options.probabilities);
+        let exported = match &case.logits {
+            Logits::Half(l) => export::export(l, &pre, self.plan(), options.probabilities),
+            Logits::Single(l) => export::export(l, &pre, self.plan(), options.probabilities),
+        };
         let classification = self.classify(&case.evidence, options.classification_policy);
         let export_time = start.elapsed();
         report(Stage::Export, 1.0)?;
@@ -240,6 +314,18 @@ impl Model {
         options: &PredictOptions,
         progress: &mut dyn FnMut(f64) -> Result<()>,
     ) -> Result<CaseLogits> {
+        Ok(match options.precision {
+            Precision::Half => self.run_folds::<f16>(pre, options, progress)?.into_case(Logits::Half),
+            Precision::Single => self.run_folds::<f32>(pre, options, progress)?.into_case(Logits::Single),
+        })
+    }
+
+    fn run_folds<T: LogitScalar>(
+        &self,
+        pre: &Preprocessed,
+        options: &PredictOptions,
+        progress: &mut dyn FnMut(f64) -> Result<()>,
+    ) -> Result<FoldRun<T>> {
         let plan = self.plan();
         let shape = [pre.data.shape()[1], pre.data.shape()[2], pre.data.shape()[3]];
         let grid = TileGrid::new(shape, plan.patch_size, options.step_size)?;
@@ -257,16 +343,59 @@ impl Model {
         })?;
         let Engine { networks, buffers } = &mut *engine;
         let folds = networks.len();
-        let mut logits = Vec::with_capacity(folds);
+        let mut average = FoldAverage::<T>::default();
         let mut evidence = Vec::with_capacity(folds);
         for (f, network) in networks.iter_mut().enumerate() {
-            let out = window::predict_fold(&padded, &settings, network.as_mut(), buffers, &mut |done, total| {
+            let out = window::predict_fold::<T>(&padded, &settings, network.as_mut(), buffers, &mut |done, total| {
                 progress((f * total + done) as f64 / (folds * total) as f64)
             })?;
-            logits.push(out.logits);
+            average.add(out.logits);
             evidence.push(out.evidence);
         }
-        Ok(CaseLogits { logits: window::average_folds(logits), evidence, tiles: grid.len(), passes_per_tile: 1 + flips.len() })
+        let logits = average.finish().ok_or_else(|| Error::invalid_model("the model has no fold to run"))?;
+        Ok(FoldRun { logits, evidence, tiles: grid.len(), passes_per_tile: 1 + flips.len() })
+    }
+
+    /// Estimated peak memory of predicting `volume` (bytes): the largest of the preprocessing,
+    /// sliding-window and export working sets, each counted from its buffers. An estimate, used
+    /// by [`PredictOptions::memory_limit`] to refuse early rather than fail late.
+    pub fn estimate_peak_bytes(&self, volume: &VolumeView<'_>, options: &PredictOptions) -> u64 {
+        let plan = self.plan();
+        let channels = plan.channel_names.len() as u64;
+        let classes = plan.num_classes() as u64;
+        let input: u64 = volume.voxels_per_channel() as u64;
+        let [dx, dy, dz] = volume.dims();
+        let [sx, sy, sz] = volume.geometry().spacing;
+        let input_spacing = [sz, sy, sx];
+        let input_shape = [dz, dy, dx];
+        let tf = plan.transpose_forward;
+        let shape: [usize; 3] = std::array::from_fn(|i| input_shape[tf[i]]);
+        let spacing: [f64; 3] = std::array::from_fn(|i| input_spacing[tf[i]]);
+        let new_shape = crate::preprocess::resample::compute_new_shape(shape, spacing, plan.spacing);
+        let resampled: u64 = new_shape.iter().map(|&n| n as u64).product();
+        let padded: u64 = (0..3).map(|i| new_shape[i].max(plan.patch_size[i]) as u64).product();
+        let patch: u64 = plan.patch_size.iter().map(|&n| n as u64).product();
+        let passes = if options.mirroring { 1 + mirror::flip_sets(&self.folder.mirroring_axes).len() as u64 } else { 1 };
+        let logit_bytes = match options.precision {
+            Precision::Half => 2,
+            Precision::Single => 4,
+        };
+        // Preprocessing: cropped float32 copy, float64 input + spline coefficients + output of one
+        // channel (padding adds at most 24 voxels per axis), float32 result.
+        let spline: u64 = (0..3).map(|i| shape[i] as u64 + 24).product();
+        let preprocess = channels * input * 4 + input * 8 + spline * 8 + resampled * 8 + channels * resampled * 4;
+        // Sliding window: padded input, running total plus one fold's logits, weights, tile buffers
+        // (input batch, network output, flip and average scratch), plus the preprocessed array.
+        let window = channels * resampled * 4
+            + channels * padded * 4
+            + 2 * classes * padded * logit_bytes
+            + padded * logit_bytes
+            + passes * patch * 4 * (channels + 2 * classes);
+        // Export: logits on the network grid and resampled, one channel in float64 twice, labels,
+        // probabilities (twice: cropped and pasted) when requested.
+        let probabilities = if options.probabilities { 2 * classes * input * 4 } else { 0 };
+        let export = classes * resampled * logit_bytes + classes * input * logit_bytes + 2 * input.max(resampled) * 8 + 3 * input + probabilities;
+        preprocess.max(window).max(export)
     }
 
     /// Case-level classification from per-fold tile evidence (None without a head).

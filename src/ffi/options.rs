@@ -240,6 +240,36 @@ pub extern "C" fn nnrt_predict_options_set_classification_policy(options: *mut n
     })
 }
 
+/// Logit accumulation in float16, rounded like nnU-Net (default: the same answer).
+pub const NNRT_PRECISION_HALF: u32 = 0;
+/// Logit accumulation in float32 (more accurate; may differ from nnU-Net at near-ties).
+pub const NNRT_PRECISION_SINGLE: u32 = 1;
+
+/// Logit accumulation precision: `NNRT_PRECISION_HALF` (default) or `NNRT_PRECISION_SINGLE`.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn nnrt_predict_options_set_precision(options: *mut nnrt_predict_options, precision: u32) -> nnrt_status {
+    with_predict_options(options, |o| {
+        o.inner.precision = match precision {
+            NNRT_PRECISION_HALF => crate::Precision::Half,
+            NNRT_PRECISION_SINGLE => crate::Precision::Single,
+            other => return Err(invalid(format!("precision {other} is unknown (NNRT_PRECISION_HALF or NNRT_PRECISION_SINGLE)"))),
+        };
+        Ok(())
+    })
+}
+
+/// Refuse, before any work and with `NNRT_OUT_OF_MEMORY`, a prediction whose estimated peak
+/// memory exceeds `bytes`; 0 removes the limit (default).
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn nnrt_predict_options_set_memory_limit(options: *mut nnrt_predict_options, bytes: u64) -> nnrt_status {
+    with_predict_options(options, |o| {
+        o.inner.memory_limit = (bytes > 0).then_some(bytes);
+        Ok(())
+    })
+}
+
 /// Installs a progress callback (NULL removes it). `user_data` is passed back untouched and
 /// never dereferenced by the library.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT` (options).

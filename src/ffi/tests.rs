@@ -104,6 +104,8 @@ fn integers_from_c_are_validated() {
         assert_eq!(nnrt_predict_options_set_step_size(predict, step), NNRT_INVALID_ARGUMENT);
     }
     assert_eq!(nnrt_predict_options_set_classification_policy(predict, 99), NNRT_INVALID_ARGUMENT);
+    assert_eq!(nnrt_predict_options_set_precision(predict, 2), NNRT_INVALID_ARGUMENT);
+    assert_eq!(nnrt_predict_options_set_precision(predict, NNRT_PRECISION_SINGLE), NNRT_OK);
     nnrt_predict_options_free(predict);
     // SAFETY: static strings.
     let unknown = unsafe { CStr::from_ptr(nnrt_status_str(12345)) };
@@ -175,6 +177,21 @@ fn cancellation_and_progress_through_the_callback() {
     assert_eq!(nnrt_predict(model, &volume(&data, [60, 60, 12]), options, &mut result), NNRT_CANCELLED);
     assert!(result.is_null());
     assert_eq!(calls, 3, "preprocess 0, network 0, then the first tile cancels");
+    nnrt_predict_options_free(options);
+    nnrt_model_free(model);
+}
+
+#[test]
+fn a_memory_limit_refuses_up_front() {
+    let model = handle(Model::with_networks(fixture_model("resenc_ct"), vec![Box::new(Panicking)]));
+    let data = vec![40i16; 20 * 20 * 10];
+    let mut options = null_mut();
+    assert_eq!(nnrt_predict_options_new(&mut options), NNRT_OK);
+    assert_eq!(nnrt_predict_options_set_memory_limit(options, 1024), NNRT_OK);
+    let mut result = null_mut();
+    // The panicking network is never reached: the estimate refuses first.
+    assert_eq!(nnrt_predict(model, &volume(&data, [20, 20, 10]), options, &mut result), NNRT_OUT_OF_MEMORY);
+    assert!(last_error().contains("memory limit"), "{}", last_error());
     nnrt_predict_options_free(options);
     nnrt_model_free(model);
 }

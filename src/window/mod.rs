@@ -13,6 +13,34 @@ pub use tiles::TileGrid;
 
 use crate::backend::TileNetwork;
 use crate::error::Result;
+use crate::preprocess::resample::Sample;
+
+/// The element type logits are accumulated and stored in: `f16` reproduces nnU-Net (which
+/// accumulates in half precision, rounding after every addition), `f32` is more accurate.
+pub trait LogitScalar: Sample + Default + std::fmt::Debug + 'static {
+    /// Rounds a float32 value to this type.
+    fn from_f32(v: f32) -> Self;
+    /// Widens to float32 (exact).
+    fn to_f32(self) -> f32;
+}
+
+impl LogitScalar for f16 {
+    fn from_f32(v: f32) -> Self {
+        f16::from_f32(v)
+    }
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+}
+
+impl LogitScalar for f32 {
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
 
 /// What the classification policy needs from one tile.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,11 +67,11 @@ pub struct WindowSettings<'a> {
     pub collect_evidence: bool,
 }
 
-/// One fold's result: float16 logits `(classes, z', y', x')` on the unpadded grid.
+/// One fold's result: logits `(classes, z', y', x')` on the unpadded grid.
 #[derive(Debug)]
-pub struct FoldLogits {
+pub struct FoldLogits<T> {
     /// The logits.
-    pub logits: Array4<f16>,
+    pub logits: Array4<T>,
     /// One entry per tile when evidence was collected.
     pub evidence: Vec<TileEvidence>,
 }
@@ -70,13 +98,13 @@ pub fn pad(data: ArrayView4<'_, f32>, grid: &TileGrid) -> Array4<f32> {
 
 /// Runs one fold over the padded input. `after_tile(done, total)` is called after every tile and
 /// may stop the run by returning an error (cancellation).
-pub fn predict_fold(
+pub fn predict_fold<T: LogitScalar>(
     padded: &Array4<f32>,
     settings: &WindowSettings<'_>,
     network: &mut dyn TileNetwork,
     buffers: &mut TileBuffers,
     after_tile: &mut dyn FnMut(usize, usize) -> Result<()>,
-) -> Result<FoldLogits> {
+) -> Result<FoldLogits<T>> {
     let grid = settings.grid;
     let channels = padded.shape()[0];
     let classes = settings.classes;
@@ -84,8 +112,8 @@ pub fn predict_fold(
     let patch_voxels: usize = patch.iter().product();
     let passes = 1 + settings.flips.len();
     let [pz, py, px] = grid.padded;
-    let mut logits = Array4::<f16>::from_elem((classes, pz, py, px), f16::ZERO);
-    let mut weights = ndarray::Array3::<f16>::from_elem((pz, py, px), f16::ZERO);
+    let mut logits = Array4::<T>::default((classes, pz, py, px));
+    let mut weights = ndarray::Array3::<T>::default((pz, py, px));
     let mut evidence = Vec::new();
     let total = grid.len();
 
@@ -126,26 +154,26 @@ pub fn predict_fold(
             evidence.push(tile_evidence(&buffers.averaged, &buffers.cls, classes, passes));
         }
 
-        // Gaussian weighting and float16 accumulation, rounding once per addition like
-        // nnU-Net's in-place adds into half tensors.
+        // Gaussian weighting and accumulation, rounding once per addition like nnU-Net's
+        // in-place adds into half tensors (no rounding at all in float32).
         let mut tile_logits = logits.slice_mut(window);
         for (c, mut class_block) in tile_logits.outer_iter_mut().enumerate() {
             let averaged = &buffers.averaged[c * patch_voxels..(c + 1) * patch_voxels];
             for ((l, &p), &g) in class_block.iter_mut().zip(averaged).zip(settings.gaussian) {
-                *l = f16::from_f32(l.to_f32() + p * g.to_f32());
+                *l = T::from_f32(l.to_f32() + p * g.to_f32());
             }
         }
         let mut tile_weights = weights.slice_mut(s![oz..oz + patch[0], oy..oy + patch[1], ox..ox + patch[2]]);
         for (w, &g) in tile_weights.iter_mut().zip(settings.gaussian) {
-            *w = f16::from_f32(w.to_f32() + g.to_f32());
+            *w = T::from_f32(w.to_f32() + g.to_f32());
         }
         after_tile(done + 1, total)?;
     }
 
-    // Normalise by the accumulated weights (float16 result) and drop the padding.
+    // Normalise by the accumulated weights and drop the padding.
     for mut class_block in logits.outer_iter_mut() {
         for (l, w) in class_block.iter_mut().zip(weights.iter()) {
-            *l = f16::from_f32(l.to_f32() / w.to_f32());
+            *l = T::from_f32(l.to_f32() / w.to_f32());
         }
     }
     let [bz, by, bx] = grid.pad_before;
@@ -176,20 +204,34 @@ fn tile_evidence(averaged: &[f32], cls: &[f32], classes: usize, passes: usize) -
     TileEvidence { class_logits, label_volume }
 }
 
-/// Averages fold logits in float16 as nnU-Net does: `total = first; total += next` (rounded per
-/// addition), then `total / n` when there is more than one fold.
-pub fn average_folds(mut folds: Vec<Array4<f16>>) -> Array4<f16> {
-    let n = folds.len();
-    let mut iter = folds.drain(..);
-    let mut total = iter.next().expect("at least one fold");
-    for next in iter {
-        total.zip_mut_with(&next, |t, &x| *t = f16::from_f32(t.to_f32() + x.to_f32()));
+/// Running fold average, in nnU-Net's order: `total = first; total += next` (rounded to the
+/// logit type per addition), then `total / n` when there is more than one fold. Folds are added
+/// as they finish, so only one fold's logits are held besides the total.
+#[derive(Debug, Default)]
+pub struct FoldAverage<T> {
+    total: Option<Array4<T>>,
+    folds: usize,
+}
+
+impl<T: LogitScalar> FoldAverage<T> {
+    /// Adds one fold's logits.
+    pub fn add(&mut self, next: Array4<T>) {
+        self.folds += 1;
+        match &mut self.total {
+            None => self.total = Some(next),
+            Some(total) => total.zip_mut_with(&next, |t, &x| *t = T::from_f32(t.to_f32() + x.to_f32())),
+        }
     }
-    if n > 1 {
-        let n = n as f32;
-        total.mapv_inplace(|t| f16::from_f32(t.to_f32() / n));
+
+    /// The average (None when no fold was added).
+    pub fn finish(self) -> Option<Array4<T>> {
+        let mut total = self.total?;
+        if self.folds > 1 {
+            let n = self.folds as f32;
+            total.mapv_inplace(|t| T::from_f32(t.to_f32() / n));
+        }
+        Some(total)
     }
-    total
 }
 
 #[cfg(test)]
@@ -215,7 +257,7 @@ mod tests {
         }
     }
 
-    fn run_identity(shape: [usize; 3], patch: [usize; 3], step: f64, flips: &[[bool; 3]]) -> (Array4<f32>, FoldLogits) {
+    fn run_identity(shape: [usize; 3], patch: [usize; 3], step: f64, flips: &[[bool; 3]]) -> (Array4<f32>, FoldLogits<f16>) {
         let channels = 2;
         let n: usize = shape.iter().product();
         let data = Array4::from_shape_fn((channels, shape[0], shape[1], shape[2]), |(c, z, y, x)| {
@@ -290,11 +332,29 @@ mod tests {
     }
 
     #[test]
+    fn single_precision_accumulation_is_exact_for_an_identity_network() {
+        let patch = [8, 8, 8];
+        let grid = TileGrid::new([11, 9, 13], patch, 0.5).unwrap();
+        let gaussian = gaussian::gaussian_map(patch);
+        let settings = WindowSettings { grid: &grid, gaussian: &gaussian, flips: &[], classes: 1, collect_evidence: false };
+        let data = Array4::from_shape_fn((1, 11, 9, 13), |(_, z, y, x)| (z * 100 + y * 10 + x) as f32);
+        let mut net = Identity { channels: 1, calls: 0 };
+        let out: FoldLogits<f32> = predict_fold(&pad(data.view(), &grid), &settings, &mut net, &mut TileBuffers::default(), &mut |_, _| Ok(())).unwrap();
+        for (a, b) in out.logits.iter().zip(data.iter()) {
+            assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
+        }
+    }
+
+    #[test]
     fn fold_average_rounds_like_half_tensors() {
         let a = Array4::from_elem((1, 1, 1, 2), f16::from_f32(1.0));
         let b = Array4::from_elem((1, 1, 1, 2), f16::from_f32(2.0));
         let c = Array4::from_elem((1, 1, 1, 2), f16::from_f32(0.0009765625));
-        let avg = average_folds(vec![a, b, c]);
+        let mut average = FoldAverage::default();
+        for fold in [a, b, c] {
+            average.add(fold);
+        }
+        let avg = average.finish().unwrap();
         // 1 + 2 = 3, 3 + 2^-10 rounds to 3 in float16 (spacing 2^-9 there), 3 / 3 = 1.
         assert_eq!(avg[[0, 0, 0, 0]].to_f32(), 1.0);
     }

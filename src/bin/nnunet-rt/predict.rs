@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use nnunet_rt::io::nifti::{self, LabelData};
 use nnunet_rt::io::npy;
-use nnunet_rt::{ClassificationPolicy, Device, Error, ErrorKind, Labels, LoadOptions, Model, PredictOptions, Prediction, Result, Stage};
+use nnunet_rt::{ClassificationPolicy, Device, Error, ErrorKind, Labels, LoadOptions, Model, PredictOptions, Precision, Prediction, Result, Stage};
 use serde_json::json;
 
 /// Options shared by commands that load a model.
@@ -76,9 +76,30 @@ pub struct PredictArgs {
     /// Case-level classification policy for models with a classification head
     #[arg(long = "classification-policy", default_value = "lesion-weighted", value_parser = ["lesion-weighted", "mean"])]
     classification_policy: String,
+    /// Logit accumulation: `half` reproduces nnU-Net exactly, `single` is more accurate
+    #[arg(long, default_value = "half", value_parser = ["half", "single"])]
+    precision: String,
+    /// Refuse a case up front when its estimated peak memory exceeds this (bytes, or with K/M/G)
+    #[arg(long = "memory-limit", value_parser = parse_bytes)]
+    memory_limit: Option<u64>,
     /// No progress bar
     #[arg(short = 'q', long)]
     quiet: bool,
+}
+
+fn parse_bytes(text: &str) -> std::result::Result<u64, String> {
+    let (digits, scale) = match text.trim().to_ascii_uppercase() {
+        t if t.ends_with('G') => (t[..t.len() - 1].to_string(), 1u64 << 30),
+        t if t.ends_with('M') => (t[..t.len() - 1].to_string(), 1 << 20),
+        t if t.ends_with('K') => (t[..t.len() - 1].to_string(), 1 << 10),
+        t => (t, 1),
+    };
+    digits
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .map(|v| (v * scale as f64) as u64)
+        .ok_or_else(|| format!("{text:?} is not a size like 8G, 512M or 1000000"))
 }
 
 /// One case to predict: its channel files and where its outputs go.
@@ -96,6 +117,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
         mirroring: !args.disable_tta,
         probabilities: args.save_probabilities,
         classification_policy: if args.classification_policy == "mean" { ClassificationPolicy::Mean } else { ClassificationPolicy::LesionWeighted },
+        precision: if args.precision == "single" { Precision::Single } else { Precision::Half },
+        memory_limit: args.memory_limit,
     };
     let mut failures = 0;
     for case in &cases {
