@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::labels::{LabelSet, LabelVolume, Region};
+use super::labels::{LabelMasks, LabelVolume, Region};
 use super::surface::{BoundingBox, PaddedPair, SurfaceDistances};
 use crate::error::{Error, Result};
 
@@ -127,7 +127,14 @@ pub fn evaluate_labels(pred: &LabelVolume<'_>, reference: &LabelVolume<'_>, regi
             r.name, r.nsd_tolerance_mm
         )));
     }
-    let metrics = regions.iter().map(|region| region_metrics(pred, reference, region)).collect();
+    let mut metrics = Vec::with_capacity(regions.len());
+    for group in regions.chunks(64) {
+        let masks = LabelMasks::new(group.iter().map(|r| r.labels.as_slice()));
+        let counts = count_regions(pred, reference, &masks, group.len());
+        for (k, (region, counts)) in group.iter().zip(counts).enumerate() {
+            metrics.push(region_metrics(pred, reference, region, &masks, 1 << k, counts));
+        }
+    }
     Ok(CaseMetrics {
         regions: metrics,
         dims: reference.dims(),
@@ -178,48 +185,64 @@ impl Counts {
     }
 }
 
-fn region_metrics(pred: &LabelVolume<'_>, reference: &LabelVolume<'_>, region: &Region) -> RegionMetrics {
-    let set = LabelSet::new(&region.labels);
+/// Voxel counts and bounding boxes of every region of a group, in one pass over the volumes.
+fn count_regions(pred: &LabelVolume<'_>, reference: &LabelVolume<'_>, masks: &LabelMasks, n: usize) -> Vec<Counts> {
     let [nx, ny, nz] = reference.dims();
     let plane = nx * ny;
-    let counts = (0..nz)
+    (0..nz)
         .into_par_iter()
         .map_init(
-            || (vec![0u8; nx], vec![0u8; nx]),
-            |(p_row, r_row), z| {
-                let mut c = Counts::default();
+            || (vec![0u64; nx], vec![0u64; nx], vec![(usize::MAX, 0usize); n]),
+            |(p_row, r_row, span), z| {
+                let mut counts = vec![Counts::default(); n];
                 for y in 0..ny {
                     let start = plane * z + nx * y;
-                    pred.data().fill_membership(start, p_row, &set);
-                    reference.data().fill_membership(start, r_row, &set);
-                    let (mut first, mut last) = (usize::MAX, 0);
+                    pred.data().fill_masks(start, p_row, masks);
+                    reference.data().fill_masks(start, r_row, masks);
+                    let mut touched = 0u64;
                     for x in 0..nx {
                         let (p, r) = (p_row[x], r_row[x]);
-                        c.pred += p as u64;
-                        c.reference += r as u64;
-                        c.overlap += (p & r) as u64;
-                        if p | r != 0 {
-                            first = first.min(x);
-                            last = x;
+                        let mut bits = p | r;
+                        touched |= bits;
+                        while bits != 0 {
+                            let k = bits.trailing_zeros() as usize;
+                            let bit = 1u64 << k;
+                            bits &= bits - 1;
+                            let c = &mut counts[k];
+                            c.pred += (p & bit != 0) as u64;
+                            c.reference += (r & bit != 0) as u64;
+                            c.overlap += (p & r & bit != 0) as u64;
+                            span[k].0 = span[k].0.min(x);
+                            span[k].1 = x;
                         }
                     }
-                    if first != usize::MAX {
-                        let b = BoundingBox { min: [first, y, z], max: [last, y, z] };
-                        c.bbox = Some(c.bbox.map_or(b, |a| a.union(b)));
+                    while touched != 0 {
+                        let k = touched.trailing_zeros() as usize;
+                        touched &= touched - 1;
+                        let b = BoundingBox { min: [span[k].0, y, z], max: [span[k].1, y, z] };
+                        counts[k].bbox = Some(counts[k].bbox.map_or(b, |a| a.union(b)));
+                        span[k] = (usize::MAX, 0);
                     }
                 }
-                c
+                counts
             },
         )
-        .reduce(Counts::default, Counts::merge);
+        .reduce(|| vec![Counts::default(); n], |a, b| a.into_iter().zip(b).map(|(x, y)| x.merge(y)).collect())
+}
 
+fn region_metrics(
+    pred: &LabelVolume<'_>,
+    reference: &LabelVolume<'_>,
+    region: &Region,
+    masks: &LabelMasks,
+    bit: u64,
+    counts: Counts,
+) -> RegionMetrics {
     let Some(bbox) = counts.bbox else {
         return RegionMetrics::both_empty(region);
     };
     let spacing = reference.spacing();
-    let padded = build_padded(pred, reference, &set, bbox);
-    let distances = padded.distances(spacing);
-    drop(padded);
+    let distances = build_padded(pred, reference, masks, bit, bbox).distances(spacing);
 
     let mut m = RegionMetrics::both_empty(region);
     m.pred_voxels = counts.pred;
@@ -231,7 +254,14 @@ fn region_metrics(pred: &LabelVolume<'_>, reference: &LabelVolume<'_>, region: &
     if counts.pred == 0 || counts.reference == 0 {
         m.empty = if counts.pred == 0 { Emptiness::Pred } else { Emptiness::Ref };
         m.nsd = 0.0;
-        for v in [&mut m.hd95, &mut m.msd, &mut m.hd95_ref_to_pred, &mut m.hd95_pred_to_ref, &mut m.msd_ref_to_pred, &mut m.msd_pred_to_ref] {
+        for v in [
+            &mut m.hd95,
+            &mut m.msd,
+            &mut m.hd95_ref_to_pred,
+            &mut m.hd95_pred_to_ref,
+            &mut m.msd_ref_to_pred,
+            &mut m.msd_pred_to_ref,
+        ] {
             *v = f64::NAN;
         }
         return m;
@@ -247,7 +277,13 @@ fn region_metrics(pred: &LabelVolume<'_>, reference: &LabelVolume<'_>, region: &
 }
 
 /// Both region masks cropped to `bbox` and padded with one background voxel on every side.
-fn build_padded(pred: &LabelVolume<'_>, reference: &LabelVolume<'_>, set: &LabelSet, bbox: BoundingBox) -> PaddedPair {
+fn build_padded(
+    pred: &LabelVolume<'_>,
+    reference: &LabelVolume<'_>,
+    masks: &LabelMasks,
+    bit: u64,
+    bbox: BoundingBox,
+) -> PaddedPair {
     let [nx, ny, _] = reference.dims();
     let e: [usize; 3] = std::array::from_fn(|a| bbox.max[a] - bbox.min[a] + 1);
     let dims = [e[0] + 2, e[1] + 2, e[2] + 2];
@@ -262,8 +298,8 @@ fn build_padded(pred: &LabelVolume<'_>, reference: &LabelVolume<'_>, set: &Label
         for py in 1..=e[1] {
             let start = bbox.min[0] + nx * ((bbox.min[1] + py - 1) + ny * z);
             let row = 1 + dims[0] * py;
-            pred.data().fill_membership(start, &mut p_slice[row..row + e[0]], set);
-            reference.data().fill_membership(start, &mut r_slice[row..row + e[0]], set);
+            pred.data().fill_membership(start, &mut p_slice[row..row + e[0]], masks, bit);
+            reference.data().fill_membership(start, &mut r_slice[row..row + e[0]], masks, bit);
         }
     });
     PaddedPair::from_parts(dims, p, r)

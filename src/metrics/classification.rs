@@ -47,7 +47,11 @@ pub struct ClassificationReport {
 ///
 /// Fails with [`crate::ErrorKind::InvalidArgument`] when the two lists differ in length, are
 /// empty, or hold an index outside `class_names`.
-pub fn classification_report(truth: &[usize], predicted: &[usize], class_names: &[String]) -> Result<ClassificationReport> {
+pub fn classification_report(
+    truth: &[usize],
+    predicted: &[usize],
+    class_names: &[String],
+) -> Result<ClassificationReport> {
     if truth.len() != predicted.len() {
         return Err(Error::invalid_argument(format!(
             "{} true classes but {} predicted classes; there must be one of each per case",
@@ -60,7 +64,9 @@ pub fn classification_report(truth: &[usize], predicted: &[usize], class_names: 
     }
     let k = class_names.len();
     if let Some(&bad) = truth.iter().chain(predicted).find(|&&c| c >= k) {
-        return Err(Error::invalid_argument(format!("class index {bad} is outside the {k} class names {class_names:?}")));
+        return Err(Error::invalid_argument(format!(
+            "class index {bad} is outside the {k} class names {class_names:?}"
+        )));
     }
     let mut confusion = vec![vec![0usize; k]; k];
     for (&t, &p) in truth.iter().zip(predicted) {
@@ -80,7 +86,13 @@ pub fn classification_report(truth: &[usize], predicted: &[usize], class_names: 
     let present: Vec<&ClassMetrics> = classes.iter().filter(|c| c.support > 0 || c.predicted > 0).collect();
     let macro_f1 = present.iter().map(|c| c.f1).sum::<f64>() / present.len() as f64;
     let correct: usize = (0..k).map(|c| confusion[c][c]).sum();
-    Ok(ClassificationReport { n: truth.len(), accuracy: correct as f64 / truth.len() as f64, macro_f1, classes, confusion })
+    Ok(ClassificationReport {
+        n: truth.len(),
+        accuracy: correct as f64 / truth.len() as f64,
+        macro_f1,
+        classes,
+        confusion,
+    })
 }
 
 #[cfg(test)]

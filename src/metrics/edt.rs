@@ -2,13 +2,15 @@
 //!
 //! The transform is separable: the squared distance to the nearest feature point is the minimum,
 //! over the feature points, of `Σ_axis (spacing_axis · Δ_axis)²`, and that minimum can be taken
-//! one axis after the other. Each one-dimensional step is the lower envelope of parabolas of
+//! one axis after the other. Along x, two sweeps of each line find the nearest feature of the
+//! line. Along y and z, each one-dimensional step is the lower envelope of parabolas of
 //! Felzenszwalb and Huttenlocher ("Distance Transforms of Sampled Functions", Theory of
 //! Computing 8, 2012): for a line of values `f`, `d(p) = min_q w·(p − q)² + f(q)` with
 //! `w = spacing²`, in `O(n)`. The result is exact up to floating-point rounding (no chamfer or
 //! vector-propagation approximation).
 //!
-//! Lines are independent within a pass and run in parallel with rayon.
+//! Lines are independent within a pass and run in parallel with rayon; the strided passes gather
+//! tiles of adjacent lines so that memory is read a cache line at a time.
 
 use rayon::prelude::*;
 
@@ -53,9 +55,12 @@ fn check_grid(len: usize, dims: [usize; 3], spacing: [f64; 3]) -> Result<()> {
     Ok(())
 }
 
-/// Transforms `grid` in place: on entry 0 at feature points and `+∞` elsewhere (any finite
-/// value `f` is treated as an additive offset, `min_q |p − q|² + f(q)`), on exit the squared
-/// distances. The caller guarantees `grid.len() == nx·ny·nz`.
+/// Columns transformed together in the strided passes: gathering a tile of adjacent columns
+/// reads whole cache lines instead of one value per line.
+const TILE: usize = 16;
+
+/// Transforms `grid` in place: on entry 0 at feature points and `+∞` elsewhere, on exit the
+/// squared distances. The caller guarantees `grid.len() == nx·ny·nz`.
 pub(crate) fn transform_in_place(grid: &mut [f64], dims: [usize; 3], spacing: [f64; 3]) {
     let [nx, ny, nz] = dims;
     if grid.is_empty() {
@@ -63,28 +68,24 @@ pub(crate) fn transform_in_place(grid: &mut [f64], dims: [usize; 3], spacing: [f
     }
     let weights = spacing.map(|s| s * s);
 
-    // Along x: contiguous lines.
-    grid.par_chunks_mut(nx).for_each_init(
-        || Scratch::new(nx),
-        |scratch, line| {
-            scratch.values[..nx].copy_from_slice(line);
-            scratch.envelope(nx, weights[0]);
-            line.copy_from_slice(&scratch.result[..nx]);
-        },
-    );
+    // Along x: contiguous lines of 0 / +∞, where the distance to the nearest feature of the line
+    // is found by one sweep in each direction.
+    grid.par_chunks_mut(nx).for_each(|line| nearest_in_line(line, weights[0]));
 
-    // Along y: strided lines within each z-slice.
+    // Along y: strided lines within each z-slice, a tile of adjacent columns at a time.
     if ny > 1 {
         grid.par_chunks_mut(nx * ny).for_each_init(
             || Scratch::new(ny),
             |scratch, slice| {
-                for x in 0..nx {
+                for x0 in (0..nx).step_by(TILE) {
+                    let width = TILE.min(nx - x0);
                     for y in 0..ny {
-                        scratch.values[y] = slice[x + nx * y];
+                        scratch.load(ny, y, &slice[x0 + nx * y..][..width]);
                     }
-                    scratch.envelope(ny, weights[1]);
-                    for y in 0..ny {
-                        slice[x + nx * y] = scratch.result[y];
+                    if scratch.run(width, ny, weights[1]) {
+                        for y in 0..ny {
+                            scratch.store(ny, y, &mut slice[x0 + nx * y..][..width]);
+                        }
                     }
                 }
             },
@@ -95,7 +96,7 @@ pub(crate) fn transform_in_place(grid: &mut [f64], dims: [usize; 3], spacing: [f
     // same sub-slice of every z-slice, so blocks run in parallel on disjoint memory.
     if nz > 1 {
         let plane = nx * ny;
-        let block = plane.div_ceil(rayon::current_num_threads().max(1) * 8).clamp(64, 4096).min(plane);
+        let block = plane.div_ceil(rayon::current_num_threads().max(1) * 8).clamp(4 * TILE, 4096).min(plane);
         let blocks = plane.div_ceil(block);
         let mut parts: Vec<Vec<&mut [f64]>> = (0..blocks).map(|_| Vec::with_capacity(nz)).collect();
         for slice in grid.chunks_mut(plane) {
@@ -106,14 +107,16 @@ pub(crate) fn transform_in_place(grid: &mut [f64], dims: [usize; 3], spacing: [f
         parts.into_par_iter().for_each_init(
             || Scratch::new(nz),
             |scratch, mut columns| {
-                let width = columns[0].len();
-                for i in 0..width {
+                let len = columns[0].len();
+                for i0 in (0..len).step_by(TILE) {
+                    let width = TILE.min(len - i0);
                     for (z, column) in columns.iter().enumerate() {
-                        scratch.values[z] = column[i];
+                        scratch.load(nz, z, &column[i0..i0 + width]);
                     }
-                    scratch.envelope(nz, weights[2]);
-                    for (z, column) in columns.iter_mut().enumerate() {
-                        column[i] = scratch.result[z];
+                    if scratch.run(width, nz, weights[2]) {
+                        for (z, column) in columns.iter_mut().enumerate() {
+                            scratch.store(nz, z, &mut column[i0..i0 + width]);
+                        }
                     }
                 }
             },
@@ -121,69 +124,148 @@ pub(crate) fn transform_in_place(grid: &mut [f64], dims: [usize; 3], spacing: [f
     }
 }
 
+/// `line[p] = w·(p − q)²` for the nearest `q` with `line[q] == 0` (`+∞` stays when there is none).
+fn nearest_in_line(line: &mut [f64], w: f64) {
+    let Some(first) = line.iter().position(|&v| v == 0.0) else {
+        return;
+    };
+    // Forward: distance to the nearest feature at or before p (features before `first`: none).
+    let mut last = first;
+    for (p, value) in line.iter_mut().enumerate().skip(first) {
+        if *value == 0.0 {
+            last = p;
+        } else {
+            let d = (p - last) as f64;
+            *value = w * d * d;
+        }
+    }
+    // Backward: the nearest feature at or after p, where nearer.
+    let mut next: Option<usize> = None;
+    for (p, value) in line.iter_mut().enumerate().rev() {
+        if *value == 0.0 {
+            next = Some(p);
+        } else if let Some(q) = next {
+            let d = (q - p) as f64;
+            *value = value.min(w * d * d);
+        }
+    }
+}
+
 /// Buffers of one-dimensional transforms, reused across the lines of a rayon task.
 struct Scratch {
-    values: Vec<f64>,
+    /// `TILE` lines of `n` values, line after line.
+    tile: Vec<f64>,
+    /// Which lines of the tile hold a finite value.
+    finite: [bool; TILE],
     result: Vec<f64>,
-    /// Positions of the parabolas of the lower envelope.
-    sites: Vec<usize>,
-    /// `bounds[k]..bounds[k + 1]` is where parabola `k` is the lowest.
-    bounds: Vec<f64>,
+    envelope: Envelope,
 }
 
 impl Scratch {
     fn new(n: usize) -> Self {
-        Scratch { values: vec![0.0; n], result: vec![0.0; n], sites: vec![0; n], bounds: vec![0.0; n + 1] }
+        Scratch { tile: vec![0.0; TILE * n], finite: [false; TILE], result: vec![0.0; n], envelope: Envelope::new(n) }
     }
 
-    /// `result[p] = min_q w·(p − q)² + values[q]` over `q` with a finite value (`+∞` when none).
-    fn envelope(&mut self, n: usize, w: f64) {
-        let f = &self.values[..n];
-        let (sites, bounds) = (&mut self.sites, &mut self.bounds);
-        let mut k: Option<usize> = None;
-        for (q, &fq) in f.iter().enumerate() {
-            if fq == f64::INFINITY {
-                continue;
-            }
-            let height_q = fq + w * (q as f64) * (q as f64);
-            let Some(mut top) = k else {
-                sites[0] = q;
-                bounds[0] = f64::NEG_INFINITY;
-                bounds[1] = f64::INFINITY;
-                k = Some(0);
-                continue;
-            };
-            loop {
-                let r = sites[top];
-                let height_r = f[r] + w * (r as f64) * (r as f64);
-                let s = (height_q - height_r) / (2.0 * w * (q - r) as f64);
-                // bounds[0] is −∞, so this never pops the last parabola.
-                if s <= bounds[top] {
-                    top -= 1;
-                } else {
-                    top += 1;
-                    sites[top] = q;
-                    bounds[top] = s;
-                    bounds[top + 1] = f64::INFINITY;
-                    break;
-                }
-            }
-            k = Some(top);
+    /// Stores the k-th value of each of the tile's lines (`row.len()` lines of length `n`).
+    fn load(&mut self, n: usize, k: usize, row: &[f64]) {
+        if k == 0 {
+            self.finite = [false; TILE];
         }
-        let out = &mut self.result[..n];
-        if k.is_none() {
-            out.fill(f64::INFINITY);
-            return;
+        for (c, &v) in row.iter().enumerate() {
+            self.tile[c * n + k] = v;
+            self.finite[c] |= v != f64::INFINITY;
         }
-        let mut j = 0;
-        for (p, value) in out.iter_mut().enumerate() {
-            let pf = p as f64;
-            while bounds[j + 1] < pf {
-                j += 1;
+    }
+
+    /// Transforms the loaded lines; false when none has a finite value (nothing to store back).
+    fn run(&mut self, width: usize, n: usize, w: f64) -> bool {
+        if !self.finite[..width].contains(&true) {
+            return false;
+        }
+        for c in (0..width).filter(|&c| self.finite[c]) {
+            let line = &mut self.tile[c * n..(c + 1) * n];
+            envelope(line, w, &mut self.result[..n], &mut self.envelope);
+            line.copy_from_slice(&self.result[..n]);
+        }
+        true
+    }
+
+    /// Writes back the k-th value of each transformed line (lines without a finite value are
+    /// all `+∞` already).
+    fn store(&self, n: usize, k: usize, row: &mut [f64]) {
+        for (c, v) in row.iter_mut().enumerate() {
+            if self.finite[c] {
+                *v = self.tile[c * n + k];
             }
-            let d = pf - sites[j] as f64;
-            *value = w * d * d + f[sites[j]];
         }
+    }
+}
+
+/// `out[p] = min_q w·(p − q)² + f[q]` over `q` with a finite value (Felzenszwalb–Huttenlocher
+/// lower envelope). `env` is scratch space for `f.len()` parabolas. Returns false, leaving `out`
+/// alone, when no value is finite: the line stays all `+∞`.
+fn envelope(f: &[f64], w: f64, out: &mut [f64], env: &mut Envelope) -> bool {
+    let n = f.len();
+    let Envelope { sites, heights, bounds } = env;
+    // Parabola k has its vertex at sites[k] with value f; heights[k] = f + w·site² is its value
+    // extended to the origin, and it is the lowest on bounds[k]..bounds[k + 1].
+    let mut k: Option<usize> = None;
+    for (q, &fq) in f.iter().enumerate() {
+        if fq == f64::INFINITY {
+            continue;
+        }
+        let height_q = fq + w * (q as f64) * (q as f64);
+        let Some(mut top) = k else {
+            sites[0] = q;
+            heights[0] = height_q;
+            bounds[0] = f64::NEG_INFINITY;
+            bounds[1] = f64::INFINITY;
+            k = Some(0);
+            continue;
+        };
+        loop {
+            // The new parabola overtakes parabola `top` at (height_q − heights[top]) / span.
+            let numerator = height_q - heights[top];
+            let span = 2.0 * w * (q - sites[top]) as f64;
+            // bounds[0] is −∞, so this never pops the last parabola; span > 0.
+            if numerator <= bounds[top] * span {
+                top -= 1;
+            } else {
+                top += 1;
+                sites[top] = q;
+                heights[top] = height_q;
+                bounds[top] = numerator / span;
+                bounds[top + 1] = f64::INFINITY;
+                break;
+            }
+        }
+        k = Some(top);
+    }
+    if k.is_none() {
+        return false;
+    }
+    let mut j = 0;
+    for (p, value) in out[..n].iter_mut().enumerate() {
+        let pf = p as f64;
+        while bounds[j + 1] < pf {
+            j += 1;
+        }
+        let d = pf - sites[j] as f64;
+        *value = w * d * d + f[sites[j]];
+    }
+    true
+}
+
+/// Scratch space of [`envelope`] for lines of up to `n` values.
+struct Envelope {
+    sites: Vec<usize>,
+    heights: Vec<f64>,
+    bounds: Vec<f64>,
+}
+
+impl Envelope {
+    fn new(n: usize) -> Self {
+        Envelope { sites: vec![0; n], heights: vec![0.0; n], bounds: vec![0.0; n + 1] }
     }
 }
 
@@ -226,7 +308,11 @@ mod tests {
         let mut next = rng(7);
         for trial in 0..40 {
             let dims = [1 + (next() % 9) as usize, 1 + (next() % 8) as usize, 1 + (next() % 7) as usize];
-            let spacing = [0.3 + (next() % 100) as f64 / 37.0, 0.5 + (next() % 100) as f64 / 53.0, 0.2 + (next() % 100) as f64 / 11.0];
+            let spacing = [
+                0.3 + (next() % 100) as f64 / 37.0,
+                0.5 + (next() % 100) as f64 / 53.0,
+                0.2 + (next() % 100) as f64 / 11.0,
+            ];
             let density = 1 + next() % 30;
             let n = dims.iter().product::<usize>();
             let features: Vec<bool> = (0..n).map(|_| next() % 100 < density).collect();
@@ -254,10 +340,12 @@ mod tests {
     fn single_point_gives_the_euclidean_norm() {
         let dims = [5, 4, 3];
         let mut features = vec![false; 60];
-        features[1 + 5 * (2 + 4 * 1)] = true;
+        let index = |x: usize, y: usize, z: usize| x + 5 * (y + 4 * z);
+        features[index(1, 2, 1)] = true;
         let spacing = [0.7, 1.3, 2.5];
         let d = distance_transform(&features, dims, spacing).unwrap();
-        let expected = (((4.0 - 1.0) * 0.7f64).powi(2) + ((0.0 - 2.0) * 1.3f64).powi(2) + ((2.0 - 1.0) * 2.5f64).powi(2)).sqrt();
-        assert!((d[4 + 5 * (0 + 4 * 2)] - expected).abs() < 1e-12);
+        let expected =
+            (((4.0 - 1.0) * 0.7f64).powi(2) + ((0.0 - 2.0) * 1.3f64).powi(2) + ((2.0 - 1.0) * 2.5f64).powi(2)).sqrt();
+        assert!((d[index(4, 0, 2)] - expected).abs() < 1e-12);
     }
 }

@@ -49,62 +49,101 @@ impl LabelBuffer<'_> {
         }
     }
 
-    /// `out[k] = 1` when voxel `start + k` has a label of `set`, else 0.
-    pub(crate) fn fill_membership(&self, start: usize, out: &mut [u8], set: &LabelSet) {
-        fn fill<T: Copy>(data: &[T], out: &mut [u8], label: impl Fn(T) -> u32, set: &LabelSet) {
+    /// `out[k]` = the region bits (see [`LabelMasks`]) of the label of voxel `start + k`.
+    pub(crate) fn fill_masks(&self, start: usize, out: &mut [u64], masks: &LabelMasks) {
+        fn fill<T: Copy>(data: &[T], out: &mut [u64], label: impl Fn(T) -> u32, masks: &LabelMasks) {
             for (o, &v) in out.iter_mut().zip(data) {
-                *o = set.contains(label(v)) as u8;
+                *o = masks.mask(label(v));
             }
         }
         let n = out.len();
         match self {
-            LabelBuffer::U8(d) => fill(&d[start..start + n], out, |v| v as u32, set),
-            LabelBuffer::U16(d) => fill(&d[start..start + n], out, |v| v as u32, set),
-            LabelBuffer::U32(d) => fill(&d[start..start + n], out, |v| v, set),
-            LabelBuffer::F32(d) => fill(&d[start..start + n], out, |v| v as u32, set),
+            LabelBuffer::U8(d) => fill(&d[start..start + n], out, |v| v as u32, masks),
+            LabelBuffer::U16(d) => fill(&d[start..start + n], out, |v| v as u32, masks),
+            LabelBuffer::U32(d) => fill(&d[start..start + n], out, |v| v, masks),
+            LabelBuffer::F32(d) => fill(&d[start..start + n], out, |v| v as u32, masks),
+        }
+    }
+
+    /// `out[k] = 1` when the label of voxel `start + k` has region bit `bit`, else 0.
+    pub(crate) fn fill_membership(&self, start: usize, out: &mut [u8], masks: &LabelMasks, bit: u64) {
+        fn fill<T: Copy>(data: &[T], out: &mut [u8], label: impl Fn(T) -> u32, masks: &LabelMasks, bit: u64) {
+            for (o, &v) in out.iter_mut().zip(data) {
+                *o = (masks.mask(label(v)) & bit != 0) as u8;
+            }
+        }
+        let n = out.len();
+        match self {
+            LabelBuffer::U8(d) => fill(&d[start..start + n], out, |v| v as u32, masks, bit),
+            LabelBuffer::U16(d) => fill(&d[start..start + n], out, |v| v as u32, masks, bit),
+            LabelBuffer::U32(d) => fill(&d[start..start + n], out, |v| v, masks, bit),
+            LabelBuffer::F32(d) => fill(&d[start..start + n], out, |v| v as u32, masks, bit),
         }
     }
 
     /// Index of the first value that is not a label (F32 only).
     fn first_non_label(&self) -> Option<usize> {
         match self {
-            LabelBuffer::F32(d) => d.par_iter().position_first(|&v| !(v >= 0.0 && v <= u32::MAX as f32 && v.fract() == 0.0)),
+            LabelBuffer::F32(d) => {
+                // Chunks are checked without early exit (vectorisable); the first bad chunk is
+                // then searched for the voxel.
+                const CHUNK: usize = 1 << 16;
+                let chunk =
+                    d.par_chunks(CHUNK).position_first(|c| c.iter().fold(false, |bad, &v| bad | !is_label(v)))?;
+                d[chunk * CHUNK..].iter().position(|&v| !is_label(v)).map(|i| chunk * CHUNK + i)
+            }
             _ => None,
         }
     }
 
     /// The distinct labels of the buffer, ascending.
     fn distinct(&self) -> BTreeSet<u32> {
-        let small = |hist: Vec<bool>| hist.iter().enumerate().filter(|(_, &h)| h).map(|(v, _)| v as u32).collect();
         match self {
-            LabelBuffer::U8(d) => small(presence(d, 256, |v| v as usize)),
-            LabelBuffer::U16(d) => small(presence(d, 65536, |v| v as usize)),
-            LabelBuffer::U32(d) => d.par_chunks(1 << 16).map(|c| c.iter().copied().collect::<BTreeSet<u32>>()).reduce(BTreeSet::new, merge),
-            LabelBuffer::F32(d) => {
-                d.par_chunks(1 << 16).map(|c| c.iter().map(|&v| v as u32).collect::<BTreeSet<u32>>()).reduce(BTreeSet::new, merge)
-            }
+            LabelBuffer::U8(d) => distinct(d, |v| v as u32),
+            LabelBuffer::U16(d) => distinct(d, |v| v as u32),
+            LabelBuffer::U32(d) => distinct(d, |v| v),
+            LabelBuffer::F32(d) => distinct(d, |v| v as u32),
         }
     }
 }
 
-fn presence<T: Copy + Sync>(data: &[T], size: usize, index: impl Fn(T) -> usize + Sync) -> Vec<bool> {
-    data.par_chunks(1 << 16)
+/// Distinct labels: a presence table for labels below 2¹⁶, a set for the (rare) larger ones.
+fn distinct<T: Copy + Sync>(data: &[T], label: impl Fn(T) -> u32 + Sync) -> BTreeSet<u32> {
+    const SMALL: usize = 1 << 16;
+    let (seen, large) = data
+        .par_chunks(1 << 20)
         .map(|chunk| {
-            let mut seen = vec![false; size];
+            let mut seen = vec![false; SMALL];
+            let mut large = BTreeSet::new();
             for &v in chunk {
-                seen[index(v)] = true;
+                let l = label(v);
+                match seen.get_mut(l as usize) {
+                    Some(s) => *s = true,
+                    None => {
+                        large.insert(l);
+                    }
+                }
             }
-            seen
+            (seen, large)
         })
-        .reduce(|| vec![false; size], |a, b| a.iter().zip(&b).map(|(x, y)| *x || *y).collect())
+        .reduce(
+            || (vec![false; SMALL], BTreeSet::new()),
+            |(mut a, mut la), (b, lb)| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x |= *y);
+                la.extend(lb);
+                (a, la)
+            },
+        );
+    seen.iter().enumerate().filter(|(_, &s)| s).map(|(l, _)| l as u32).chain(large).collect()
 }
 
-fn merge(mut a: BTreeSet<u32>, mut b: BTreeSet<u32>) -> BTreeSet<u32> {
-    if a.len() < b.len() {
-        std::mem::swap(&mut a, &mut b);
-    }
-    a.extend(b);
-    a
+/// True for a non-negative integer below 2³². Below 2²³ adding and subtracting 2²³ rounds to an
+/// integer (exact arithmetic otherwise), so equality means integral; every float from 2²³ on is
+/// an integer. NaN fails the first comparison.
+#[inline]
+fn is_label(v: f32) -> bool {
+    const TWO_23: f32 = 8_388_608.0;
+    (0.0..4_294_967_296.0).contains(&v) && (v >= TWO_23 || (v + TWO_23) - TWO_23 == v)
 }
 
 /// A validated, borrowed label map: `x·y·z` labels, x fastest (the C-order array `(z, y, x)`),
@@ -124,7 +163,9 @@ impl<'a> LabelVolume<'a> {
     /// not a non-negative integer (the message names the first such voxel).
     pub fn new(data: LabelBuffer<'a>, dims: [usize; 3], spacing: [f64; 3]) -> Result<Self> {
         if dims.contains(&0) {
-            return Err(Error::invalid_image(format!("label map has dims {dims:?} (x, y, z); every size must be at least 1")));
+            return Err(Error::invalid_image(format!(
+                "label map has dims {dims:?} (x, y, z); every size must be at least 1"
+            )));
         }
         let expected = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
         if expected != Some(data.len()) {
@@ -178,35 +219,49 @@ impl<'a> LabelVolume<'a> {
     }
 }
 
-/// The labels of one region, for fast membership tests.
+/// Region membership of labels as bit masks: bit `k` of `mask(label)` is set when the label
+/// belongs to region `k` of a group of at most 64 regions.
 #[derive(Debug, Clone)]
-pub(crate) struct LabelSet {
-    table: Vec<bool>,
-    large: Vec<u32>,
+pub(crate) struct LabelMasks {
+    /// Masks of labels below `TABLE_LIMIT`, indexed by label.
+    table: Vec<u64>,
+    /// (label, mask) of larger labels, sorted by label.
+    large: Vec<(u32, u64)>,
 }
 
-impl LabelSet {
-    pub fn new(labels: &[u32]) -> Self {
-        const TABLE_LIMIT: u32 = 1 << 16;
-        let size = labels.iter().copied().filter(|&l| l < TABLE_LIMIT).max().map_or(0, |m| m as usize + 1);
-        let mut table = vec![false; size];
-        let mut large = Vec::new();
-        for &l in labels {
-            if l < TABLE_LIMIT {
-                table[l as usize] = true;
-            } else {
-                large.push(l);
+impl LabelMasks {
+    const TABLE_LIMIT: u32 = 1 << 16;
+
+    /// Masks of `regions` (at most 64 label lists).
+    pub fn new<'r>(regions: impl IntoIterator<Item = &'r [u32]>) -> Self {
+        let mut table: Vec<u64> = Vec::new();
+        let mut large: Vec<(u32, u64)> = Vec::new();
+        for (k, labels) in regions.into_iter().enumerate() {
+            assert!(k < 64, "at most 64 regions per group");
+            for &l in labels {
+                if l < Self::TABLE_LIMIT {
+                    if table.len() <= l as usize {
+                        table.resize(l as usize + 1, 0);
+                    }
+                    table[l as usize] |= 1 << k;
+                } else {
+                    match large.iter_mut().find(|(label, _)| *label == l) {
+                        Some((_, mask)) => *mask |= 1 << k,
+                        None => large.push((l, 1 << k)),
+                    }
+                }
             }
         }
         large.sort_unstable();
-        LabelSet { table, large }
+        LabelMasks { table, large }
     }
 
     #[inline]
-    pub fn contains(&self, label: u32) -> bool {
+    pub fn mask(&self, label: u32) -> u64 {
         match self.table.get(label as usize) {
-            Some(&t) => t,
-            None => !self.large.is_empty() && self.large.binary_search(&label).is_ok(),
+            Some(&m) => m,
+            None if self.large.is_empty() => 0,
+            None => self.large.binary_search_by_key(&label, |&(l, _)| l).map_or(0, |i| self.large[i].1),
         }
     }
 }
@@ -239,7 +294,9 @@ impl Region {
 /// Fails with [`crate::ErrorKind::InvalidArgument`] on an empty or repeated name, a region
 /// without labels, or a label that is not a non-negative integer.
 pub fn parse_regions(spec: &str) -> Result<Vec<Region>> {
-    let bad = |why: String| Error::invalid_argument(format!("regions \"{spec}\": {why} (expected e.g. \"pancreas=1,2;lesion=2\")"));
+    let bad = |why: String| {
+        Error::invalid_argument(format!("regions \"{spec}\": {why} (expected e.g. \"pancreas=1,2;lesion=2\")"))
+    };
     let mut regions: Vec<Region> = Vec::new();
     for part in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, labels) = part.split_once('=').ok_or_else(|| bad(format!("\"{part}\" has no '='")))?;
@@ -252,7 +309,8 @@ pub fn parse_regions(spec: &str) -> Result<Vec<Region>> {
         }
         let mut list = Vec::new();
         for label in labels.split(',').map(str::trim).filter(|l| !l.is_empty()) {
-            let value: u32 = label.parse().map_err(|_| bad(format!("\"{label}\" is not a non-negative integer label")))?;
+            let value: u32 =
+                label.parse().map_err(|_| bad(format!("\"{label}\" is not a non-negative integer label")))?;
             if !list.contains(&value) {
                 list.push(value);
             }
@@ -303,7 +361,11 @@ impl Tolerances {
     /// Parses `2` (every region) or `name=mm,name=mm`. Fails with
     /// [`crate::ErrorKind::InvalidArgument`] on a tolerance that is not a finite number >= 0.
     pub fn parse(spec: &str) -> Result<Self> {
-        let bad = |why: String| Error::invalid_argument(format!("NSD tolerance \"{spec}\": {why} (expected e.g. \"2\" or \"pancreas=2,lesion=1\")"));
+        let bad = |why: String| {
+            Error::invalid_argument(format!(
+                "NSD tolerance \"{spec}\": {why} (expected e.g. \"2\" or \"pancreas=2,lesion=1\")"
+            ))
+        };
         let number = |text: &str| -> Result<f64> {
             let v: f64 = text.trim().parse().map_err(|_| bad(format!("\"{}\" is not a number", text.trim())))?;
             if !(v.is_finite() && v >= 0.0) {
@@ -378,6 +440,16 @@ mod tests {
     }
 
     #[test]
+    fn integral_floats_are_labels() {
+        for v in [0.0f32, -0.0, 1.0, 2.0, 8_388_607.0, 8_388_608.0, 16_777_217.0, 4_294_967_040.0] {
+            assert!(is_label(v), "{v}");
+        }
+        for v in [0.5f32, 1e-30, 1.5, 2.5, 8_388_607.5, -1.0, 4_294_967_296.0, f32::NAN, f32::INFINITY] {
+            assert!(!is_label(v), "{v}");
+        }
+    }
+
+    #[test]
     fn float_labels_must_be_non_negative_integers() {
         let ok = [0.0f32, 1.0, 2.0, 70000.0];
         let v = LabelVolume::new(LabelBuffer::F32(&ok), [2, 2, 1], [1.0; 3]).unwrap();
@@ -395,10 +467,14 @@ mod tests {
     }
 
     #[test]
-    fn label_sets_answer_membership() {
-        let set = LabelSet::new(&[2, 5, 100_000]);
-        let members: Vec<u32> = [0u32, 1, 2, 3, 5, 6, 99_999, 100_000, u32::MAX].into_iter().filter(|&l| set.contains(l)).collect();
-        assert_eq!(members, vec![2, 5, 100_000]);
+    fn label_masks_answer_membership() {
+        let masks = LabelMasks::new([&[2u32, 5, 100_000][..], &[5, 7][..], &[100_000, 200_000][..]]);
+        let got: Vec<(u32, u64)> = [0u32, 1, 2, 3, 5, 6, 7, 99_999, 100_000, 200_000, u32::MAX]
+            .into_iter()
+            .map(|l| (l, masks.mask(l)))
+            .filter(|p| p.1 != 0)
+            .collect();
+        assert_eq!(got, vec![(2, 0b001), (5, 0b011), (7, 0b010), (100_000, 0b101), (200_000, 0b100)]);
         let u16s = [0u16, 3, 1, 2];
         let v = LabelVolume::new(LabelBuffer::U16(&u16s), [4, 1, 1], [1.0; 3]).unwrap();
         let w = LabelVolume::new(LabelBuffer::U32(&[7, 0, 0, 0]), [4, 1, 1], [1.0; 3]).unwrap();

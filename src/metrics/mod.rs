@@ -64,7 +64,11 @@ mod labels;
 pub mod surface;
 
 pub use aggregate::{aggregate, RegionSummary, Stats, Summary};
-pub use case::{check_pair, evaluate_labels, CaseMetrics, Emptiness, RegionMetrics, HAUSDORFF_PERCENT, SPACING_TOLERANCE};
+pub use case::{
+    check_pair, evaluate_labels, CaseMetrics, Emptiness, RegionMetrics, HAUSDORFF_PERCENT, SPACING_TOLERANCE,
+};
 pub use classification::{classification_report, ClassMetrics, ClassificationReport};
-pub use labels::{default_regions, parse_regions, LabelBuffer, LabelVolume, Region, Tolerances, DEFAULT_NSD_TOLERANCE_MM};
-pub use surface::{surfel_area_table, Surfel, SurfaceDistances};
+pub use labels::{
+    default_regions, parse_regions, LabelBuffer, LabelVolume, Region, Tolerances, DEFAULT_NSD_TOLERANCE_MM,
+};
+pub use surface::{surfel_area_table, SurfaceDistances, Surfel};

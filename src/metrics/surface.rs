@@ -236,13 +236,18 @@ impl PaddedPair {
     }
 
     /// Surfels of both masks and their distances to the other surface.
-    pub fn distances(&self, spacing: [f64; 3]) -> SurfaceDistances {
+    pub fn distances(self, spacing: [f64; 3]) -> SurfaceDistances {
         let corner_dims = [self.dims[0] - 1, self.dims[1] - 1, self.dims[2] - 1];
-        let pred_codes = neighbourhood_codes(&self.pred, self.dims);
-        let ref_codes = neighbourhood_codes(&self.reference, self.dims);
+        let (pred_codes, ref_codes) = rayon::join(
+            || neighbourhood_codes(&self.pred, self.dims),
+            || neighbourhood_codes(&self.reference, self.dims),
+        );
+        drop(self);
         let areas = surfel_area_table(spacing);
-        let ref_to_pred = directed(&ref_codes, &pred_codes, corner_dims, spacing, &areas);
-        let pred_to_ref = directed(&pred_codes, &ref_codes, corner_dims, spacing, &areas);
+        // One distance grid, reused for both directions.
+        let mut grid = Vec::new();
+        let ref_to_pred = directed(&ref_codes, &pred_codes, corner_dims, spacing, &areas, &mut grid);
+        let pred_to_ref = directed(&pred_codes, &ref_codes, corner_dims, spacing, &areas, &mut grid);
         SurfaceDistances { ref_to_pred, pred_to_ref }
     }
 }
@@ -271,22 +276,33 @@ fn neighbourhood_codes(mask: &[u8], dims: [usize; 3]) -> Vec<u8> {
     codes
 }
 
-/// Surfels of `from_codes` with their distance to the nearest surfel corner of `to_codes`.
-fn directed(from_codes: &[u8], to_codes: &[u8], dims: [usize; 3], spacing: [f64; 3], areas: &[f64; 256]) -> Vec<Surfel> {
+/// Surfels of `from_codes` with their distance to the nearest surfel corner of `to_codes`;
+/// `grid` is scratch space for the distance transform.
+fn directed(
+    from_codes: &[u8],
+    to_codes: &[u8],
+    dims: [usize; 3],
+    spacing: [f64; 3],
+    areas: &[f64; 256],
+    grid: &mut Vec<f64>,
+) -> Vec<Surfel> {
     let on_surface = |c: u8| c != 0 && c != 255;
     if !from_codes.par_iter().any(|&c| on_surface(c)) {
         return Vec::new();
     }
-    let mut grid: Vec<f64> = to_codes.par_iter().map(|&c| if on_surface(c) { 0.0 } else { f64::INFINITY }).collect();
-    edt::transform_in_place(&mut grid, dims, spacing);
+    grid.resize(to_codes.len(), 0.0);
+    grid.par_iter_mut()
+        .zip(to_codes.par_iter())
+        .for_each(|(g, &c)| *g = if on_surface(c) { 0.0 } else { f64::INFINITY });
+    edt::transform_in_place(grid, dims, spacing);
     let mut surfels: Vec<Surfel> = from_codes
         .par_iter()
         .zip(grid.par_iter())
         .filter(|(&c, _)| on_surface(c))
         .map(|(&c, &d2)| Surfel { distance_mm: d2.sqrt(), area_mm2: areas[c as usize] })
         .collect();
-    drop(grid);
-    surfels.par_sort_unstable_by(|a, b| a.distance_mm.total_cmp(&b.distance_mm).then(a.area_mm2.total_cmp(&b.area_mm2)));
+    surfels
+        .par_sort_unstable_by(|a, b| a.distance_mm.total_cmp(&b.distance_mm).then(a.area_mm2.total_cmp(&b.area_mm2)));
     surfels
 }
 
@@ -325,8 +341,10 @@ fn corner_coords(c: usize) -> [usize; 3] {
 /// The marching-cubes triangles of the 2×2×2 cell with inside pattern `code`.
 fn cell_triangles(code: u8) -> Vec<[f64; 3]> {
     let inside = |c: usize| (code >> c) & 1 == 1;
-    let edges: Vec<CellEdge> =
-        (0..8).flat_map(|c| (0..3).map(move |axis| CellEdge { corner: c, axis })).filter(|e| corner_coords(e.corner)[e.axis] == 0).collect();
+    let edges: Vec<CellEdge> = (0..8)
+        .flat_map(|c| (0..3).map(move |axis| CellEdge { corner: c, axis }))
+        .filter(|e| corner_coords(e.corner)[e.axis] == 0)
+        .collect();
     let other_end = |e: CellEdge| e.corner | (1 << e.axis);
     let is_cut = |e: CellEdge| inside(e.corner) != inside(other_end(e));
     let separate_inside = code.count_ones() <= 4;
@@ -379,7 +397,9 @@ fn cell_triangles(code: u8) -> Vec<[f64; 3]> {
         }
         let n = polygon.len();
         let parallel_partner = |v: usize| {
-            (0..n).any(|w| w != v && w != (v + 1) % n && w != (v + n - 1) % n && edges[polygon[w]].axis == edges[polygon[v]].axis)
+            (0..n).any(|w| {
+                w != v && w != (v + 1) % n && w != (v + n - 1) % n && edges[polygon[w]].axis == edges[polygon[v]].axis
+            })
         };
         let hub = (0..n).find(|&v| parallel_partner(v)).unwrap_or(0);
         let points: Vec<[f64; 3]> = (0..n).map(|k| midpoint(edges[polygon[(hub + k) % n]])).collect();
@@ -438,7 +458,7 @@ mod tests {
         let mut mask = vec![false; 75];
         for y in 1..4 {
             for x in 1..4 {
-                mask[x + 5 * (y + 5 * 1)] = true;
+                mask[x + 5 * (y + 5)] = true;
             }
         }
         let d = SurfaceDistances::compute(&mask, &mask, dims, [1.0, 1.0, 1.0]).unwrap();

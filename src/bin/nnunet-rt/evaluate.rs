@@ -10,8 +10,9 @@ use serde::Serialize;
 
 use nnunet_rt::io::nifti::read_image;
 use nnunet_rt::metrics::{
-    aggregate, classification_report, default_regions, evaluate_labels, parse_regions, CaseMetrics, ClassificationReport,
-    LabelBuffer, LabelVolume, Region, RegionMetrics, RegionSummary, Stats, Summary, Tolerances, HAUSDORFF_PERCENT,
+    aggregate, classification_report, default_regions, evaluate_labels, parse_regions, CaseMetrics,
+    ClassificationReport, LabelBuffer, LabelVolume, Region, RegionMetrics, RegionSummary, Stats, Summary, Tolerances,
+    HAUSDORFF_PERCENT,
 };
 use nnunet_rt::{Error, ErrorKind, Result};
 
@@ -137,10 +138,16 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         errors.push(message);
     };
     for name in ref_cases.keys().filter(|c| !pred_cases.contains_key(*c)) {
-        report_error(format!("case {name}: in REF but not in PRED (no {name}.nii.gz or {name}.nii in {})", args.pred.display()));
+        report_error(format!(
+            "case {name}: in REF but not in PRED (no {name}.nii.gz or {name}.nii in {})",
+            args.pred.display()
+        ));
     }
     for name in pred_cases.keys().filter(|c| !ref_cases.contains_key(*c)) {
-        report_error(format!("case {name}: in PRED but not in REF (no {name}.nii.gz or {name}.nii in {})", args.reference.display()));
+        report_error(format!(
+            "case {name}: in PRED but not in REF (no {name}.nii.gz or {name}.nii in {})",
+            args.reference.display()
+        ));
     }
 
     let mut cases: Vec<CaseEntry> = Vec::new();
@@ -162,7 +169,10 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         None => {
             let regions = complete_default_regions(&mut cases, &tolerances);
             for (name, _) in tolerances.per_region.iter().filter(|(n, _)| !regions.iter().any(|r| &r.name == n)) {
-                report_error(format!("NSD tolerance given for region \"{name}\", which no case has (regions: {:?})", region_names(&regions)));
+                report_error(format!(
+                    "NSD tolerance given for region \"{name}\", which no case has (regions: {:?})",
+                    region_names(&regions)
+                ));
             }
             regions
         }
@@ -209,7 +219,10 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     } else {
         Err(Error::new(
             ErrorKind::InvalidArgument,
-            format!("{} problem(s) with the inputs (see above); the results cover only the cases that could be evaluated", errors.len()),
+            format!(
+                "{} problem(s) with the inputs (see above); the results cover only the cases that could be evaluated",
+                errors.len()
+            ),
         ))
     }
 }
@@ -244,7 +257,12 @@ fn list_folder(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
     Ok(cases)
 }
 
-fn evaluate_case(pred_path: &Path, ref_path: &Path, regions: Option<&[Region]>, tolerances: &Tolerances) -> Result<CaseMetrics> {
+fn evaluate_case(
+    pred_path: &Path,
+    ref_path: &Path,
+    regions: Option<&[Region]>,
+    tolerances: &Tolerances,
+) -> Result<CaseMetrics> {
     let (pred, reference) = rayon::join(|| read_labels(pred_path), || read_labels(ref_path));
     let (pred, reference) = (pred?, reference?);
     let pred_view = LabelVolume::new(LabelBuffer::F32(&pred.0), pred.1, pred.2)
@@ -286,7 +304,8 @@ fn read_labels(path: &Path) -> Result<(Vec<f32>, [usize; 3], [f64; 3])> {
 /// With default regions every case lists only the labels it contains; adds the missing ones as
 /// empty in both masks so all cases list the same regions, in ascending label order.
 fn complete_default_regions(cases: &mut [CaseEntry], tolerances: &Tolerances) -> Vec<Region> {
-    let mut labels: Vec<u32> = cases.iter().flat_map(|c| c.metrics.regions.iter().flat_map(|r| r.labels.clone())).collect();
+    let mut labels: Vec<u32> =
+        cases.iter().flat_map(|c| c.metrics.regions.iter().flat_map(|r| r.labels.clone())).collect();
     labels.sort_unstable();
     labels.dedup();
     let regions: Vec<Region> = labels
@@ -324,7 +343,8 @@ struct PredictedClass {
 
 fn read_prediction_json(path: &Path) -> std::result::Result<PredictedClass, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
     let c = value
         .get("classification")
         .filter(|c| c.is_object())
@@ -435,7 +455,11 @@ fn classify(
         };
         true_idx.push(ti);
         pred_idx.push(pi);
-        listed.push(ClassifiedCase { case: name.clone(), true_class: names[ti].clone(), predicted_class: names[pi].clone() });
+        listed.push(ClassifiedCase {
+            case: name.clone(),
+            true_class: names[ti].clone(),
+            predicted_class: names[pi].clone(),
+        });
     }
     match classification_report(&true_idx, &pred_idx, &names) {
         Ok(report) => Some(ClassificationOutput { report, cases: listed }),
@@ -474,7 +498,7 @@ fn format_cases(cases: &[CaseEntry]) -> String {
     }
     let cw = name_width(cases.iter().map(|c| c.case.as_str()), 4);
     let rw = name_width(cases.iter().flat_map(|c| c.metrics.regions.iter().map(|r| r.region.as_str())), 6);
-    let _ = writeln!(out, "{:cw$}{:rw$}{:<8}{:<10}{:<11}{}", "case", "region", "Dice", "MSD (mm)", "HD95 (mm)", "NSD (%)");
+    let _ = writeln!(out, "{:cw$}{:rw$}{:<8}{:<10}{:<11}NSD (%)", "case", "region", "Dice", "MSD (mm)", "HD95 (mm)");
     for case in cases {
         for r in &case.metrics.regions {
             let _ = writeln!(
@@ -504,17 +528,28 @@ fn format_summary(summary: &Summary) -> String {
     let table = |title: String, cells: &dyn Fn(&RegionSummary) -> [String; 4]| -> String {
         let body: Vec<[String; 4]> = rows.iter().map(|r| cells(r)).collect();
         let cw = body.iter().flatten().map(|c| c.chars().count()).max().unwrap_or(0).max(9) + 2;
-        let mut t = format!("{title}\n{:w$}{:<cw$}{:<cw$}{:<cw$}{}\n", "region", "Dice", "MSD (mm)", "HD95 (mm)", "NSD (%)");
+        let mut t =
+            format!("{title}\n{:w$}{:<cw$}{:<cw$}{:<cw$}{}\n", "region", "Dice", "MSD (mm)", "HD95 (mm)", "NSD (%)");
         for (r, c) in rows.iter().zip(&body) {
             t += &format!("{:w$}{:<cw$}{:<cw$}{:<cw$}{}\n", r.region, c[0], c[1], c[2], c[3]);
         }
         t
     };
     out += &table(format!("{} case(s), mean ± std (population):", summary.n_cases), &|r| {
-        [fmt_mean_std(&r.dice, false), fmt_mean_std(&r.msd, false), fmt_mean_std(&r.hd95, false), fmt_mean_std(&r.nsd, true)]
+        [
+            fmt_mean_std(&r.dice, false),
+            fmt_mean_std(&r.msd, false),
+            fmt_mean_std(&r.hd95, false),
+            fmt_mean_std(&r.nsd, true),
+        ]
     });
     out += &table("\nmedian:".to_string(), &|r| {
-        [fmt_value(r.dice.median, false), fmt_value(r.msd.median, false), fmt_value(r.hd95.median, false), fmt_value(r.nsd.median, true)]
+        [
+            fmt_value(r.dice.median, false),
+            fmt_value(r.msd.median, false),
+            fmt_value(r.hd95.median, false),
+            fmt_value(r.nsd.median, true),
+        ]
     });
     let substituted: usize = summary.regions.iter().map(|r| r.hd95.n_worst_case).sum();
     if substituted > 0 {
