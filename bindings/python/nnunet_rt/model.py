@@ -1,0 +1,540 @@
+"""Model and Prediction: the numpy-facing API over the C ABI."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from contextlib import contextmanager
+from ctypes import byref, c_char_p, c_double, c_size_t, c_uint32, c_void_p
+from typing import Callable, Iterator, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _lib
+from ._lib import Library, load_library
+from .errors import Cancelled, InvalidArgument, NnunetRtError, error_for
+
+#: ``progress(stage, fraction)``: stage is "preprocess", "network" or "export"; fraction in [0, 1]
+#: within the stage. Returning False (or any false value other than None) cancels.
+ProgressCallback = Callable[[str, float], Optional[bool]]
+
+STAGES = {
+    _lib.NNRT_STAGE_PREPROCESS: "preprocess",
+    _lib.NNRT_STAGE_NETWORK: "network",
+    _lib.NNRT_STAGE_EXPORT: "export",
+}
+
+CLASSIFICATION_POLICIES = {
+    "lesion_weighted": _lib.NNRT_CLASSIFICATION_LESION_WEIGHTED,
+    "lesion-weighted": _lib.NNRT_CLASSIFICATION_LESION_WEIGHTED,
+    "mean": _lib.NNRT_CLASSIFICATION_MEAN,
+}
+
+#: numpy dtypes passed to the library without conversion (native byte order).
+DTYPE_CODES = {
+    np.dtype(np.uint8): _lib.NNRT_DTYPE_U8,
+    np.dtype(np.int8): _lib.NNRT_DTYPE_I8,
+    np.dtype(np.uint16): _lib.NNRT_DTYPE_U16,
+    np.dtype(np.int16): _lib.NNRT_DTYPE_I16,
+    np.dtype(np.uint32): _lib.NNRT_DTYPE_U32,
+    np.dtype(np.int32): _lib.NNRT_DTYPE_I32,
+    np.dtype(np.float32): _lib.NNRT_DTYPE_F32,
+    np.dtype(np.float64): _lib.NNRT_DTYPE_F64,
+}
+
+_LABEL_DTYPES = {_lib.NNRT_DTYPE_U8: np.dtype(np.uint8), _lib.NNRT_DTYPE_U16: np.dtype(np.uint16)}
+
+_IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _raise_for(lib: Library, status: int) -> None:
+    if status != _lib.NNRT_OK:
+        raise _error(lib, status)
+
+
+def _error(lib: Library, status: int) -> NnunetRtError:
+    """The exception for a failed call. Must run on the failing thread, before any other call."""
+    message = lib.nnrt_last_error_message().decode("utf-8", "replace")
+    name = lib.nnrt_status_str(status).decode("utf-8", "replace")
+    return error_for(status, message, name)
+
+
+def _invalid(message: str) -> InvalidArgument:
+    return InvalidArgument(_lib.NNRT_INVALID_ARGUMENT, message)
+
+
+def _target_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype the library receives for an array of ``dtype``."""
+    native = dtype.newbyteorder("=") if dtype.byteorder not in ("=", "|") else dtype
+    if native in DTYPE_CODES:
+        return native
+    if dtype.kind == "b":
+        return np.dtype(np.uint8)
+    if dtype.kind == "f" and dtype.itemsize < 4:
+        return np.dtype(np.float32)
+    if dtype.kind in "iuf":
+        return np.dtype(np.float64)
+    raise _invalid(f"volume dtype {dtype} is not supported (use an integer or floating-point array)")
+
+
+def as_volume_array(array) -> np.ndarray:
+    """The array handed to the library: ``array`` itself when it is a C-contiguous, aligned,
+    native-order array of a supported dtype (u8, i8, u16, i16, u32, i32, f32, f64), otherwise one
+    contiguous copy (bool → u8, float16 → f32, other integers → f64)."""
+    a = np.asarray(array)
+    if a.ndim not in (3, 4):
+        raise _invalid(f"volume must be a (z, y, x) or (channels, z, y, x) array; got shape {a.shape}")
+    target = _target_dtype(a.dtype)
+    if a.dtype == target and a.flags.c_contiguous and a.flags.aligned:
+        return a
+    return np.ascontiguousarray(a, dtype=target)
+
+
+def _vector(values, length: int, name: str) -> tuple:
+    try:
+        flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise _invalid(f"{name} must be {length} numbers; got {values!r}") from exc
+    if flat.size != length:
+        raise _invalid(f"{name} must be {length} numbers; got {flat.size}")
+    return tuple(float(v) for v in flat)
+
+
+def _copy_out(address: int, dtype: np.dtype, shape: tuple) -> np.ndarray:
+    """A numpy copy, of ``shape``, of the ``dtype`` elements at ``address`` (memory owned by a
+    result, which is freed afterwards)."""
+    count = int(np.prod(shape))
+    if count == 0:
+        return np.empty(shape, dtype=dtype)
+    buffer = (ctypes.c_char * (count * dtype.itemsize)).from_address(address)
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape).copy()
+
+
+class _Handle:
+    """An owned C pointer that is freed once: at close, or when the last call using it ends."""
+
+    def __init__(self, pointer: c_void_p, free: Callable[[c_void_p], None]):
+        self._pointer = pointer
+        self._free = free
+        self._lock = threading.Lock()
+        self._users = 0
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @contextmanager
+    def use(self) -> Iterator[c_void_p]:
+        with self._lock:
+            if self._closed:
+                raise _invalid("the model is closed")
+            self._users += 1
+        try:
+            yield self._pointer
+        finally:
+            with self._lock:
+                self._users -= 1
+                release = self._closed and self._users == 0
+            if release:
+                self._release()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            release = self._users == 0
+        if release:
+            self._release()
+
+    def _release(self) -> None:
+        pointer, self._pointer = self._pointer, None
+        if pointer is not None and pointer.value:
+            self._free(pointer)
+
+
+class Prediction:
+    """The outputs of :meth:`Model.predict`, copied out of the library (no C memory is kept).
+
+    Attributes:
+        labels: label map, shape (z, y, x), uint8 (uint16 past 256 labels), the input's grid.
+        probabilities: float32 (labels, z, y, x) softmax, or None unless requested.
+        class_probabilities: float64 (classes,) case-level probabilities, or None without a head.
+        predicted_class: index of the predicted class, or None without a head.
+        predicted_class_name: its name, or None without a head.
+        class_names: the head's class names ([] without a head).
+        label_names: the model's label names, index = label value.
+        timings_ms: {"preprocess": ms, "network": ms, "export": ms}.
+    """
+
+    __slots__ = (
+        "labels",
+        "probabilities",
+        "class_probabilities",
+        "predicted_class",
+        "predicted_class_name",
+        "class_names",
+        "label_names",
+        "timings_ms",
+    )
+
+    def __init__(
+        self,
+        labels: np.ndarray,
+        probabilities: Optional[np.ndarray],
+        class_probabilities: Optional[np.ndarray],
+        predicted_class: Optional[int],
+        class_names: list,
+        label_names: list,
+        timings_ms: dict,
+    ):
+        self.labels = labels
+        self.probabilities = probabilities
+        self.class_probabilities = class_probabilities
+        self.predicted_class = predicted_class
+        self.predicted_class_name = None if predicted_class is None else class_names[predicted_class]
+        self.class_names = class_names
+        self.label_names = label_names
+        self.timings_ms = timings_ms
+
+    def label_counts(self) -> dict:
+        """Voxel count per label name (every label, zero counts included)."""
+        counts = np.bincount(self.labels.reshape(-1), minlength=len(self.label_names))
+        return {name: int(counts[i]) for i, name in enumerate(self.label_names)}
+
+    def __repr__(self) -> str:
+        head = ""
+        if self.predicted_class is not None:
+            p = float(self.class_probabilities[self.predicted_class])
+            head = f", predicted_class={self.predicted_class_name!r} ({p:.3f})"
+        return f"<nnunet_rt.Prediction labels={self.labels.shape} {self.labels.dtype}{head}>"
+
+
+class Model:
+    """A loaded nnU-Net v2 model folder (plans.json, dataset.json, fold_N/model.onnx).
+
+    ``folds`` selects folds by name (``["0", "1"]``, ``["all"]``; ints are accepted) in the
+    order their logits are averaged; None uses every exported fold. ``device`` is ``"cpu"``,
+    ``"cuda"`` or ``"cuda:N"``. ``threads`` is ONNX Runtime's intra-op thread count (None: one
+    per core). ``ort_library`` is the path of ``libonnxruntime.so`` (only the first model loaded
+    in a process decides it). ``library`` is the path of the nnunet-rt library (see
+    :func:`nnunet_rt.load_library`).
+
+    A model may be used from several threads; predictions on one model run one at a time (load
+    one model per thread for parallel runs). Close it with :meth:`close` or a ``with`` block;
+    any use after that raises :class:`~nnunet_rt.InvalidArgument`.
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        *,
+        folds: Optional[Sequence[Union[str, int]]] = None,
+        device: str = "cpu",
+        threads: Optional[int] = None,
+        ort_library: Optional[PathLike] = None,
+        library: Optional[PathLike] = None,
+    ):
+        self._handle = None
+        lib = load_library(library)
+        self._lib = lib
+        self.path = os.fspath(path)
+        options = c_void_p()
+        _raise_for(lib, lib.nnrt_options_new(byref(options)))
+        try:
+            self._configure(options, folds, device, threads, ort_library)
+            pointer = c_void_p()
+            status = lib.nnrt_model_load(os.fsencode(self.path), options, byref(pointer))
+            if status != _lib.NNRT_OK:
+                raise _error(lib, status)
+        finally:
+            lib.nnrt_options_free(options)
+        self._handle = _Handle(pointer, lib.nnrt_model_free)
+        try:
+            self._read_metadata(pointer)
+        except BaseException:
+            self._handle.close()
+            raise
+
+    def _configure(self, options: c_void_p, folds, device: str, threads, ort_library) -> None:
+        lib = self._lib
+        if folds is not None:
+            if isinstance(folds, (str, int)):
+                folds = [folds]
+            names = [str(f).encode("utf-8") for f in folds]
+            if names:
+                array = (c_char_p * len(names))(*names)
+                _raise_for(lib, lib.nnrt_options_set_folds(options, array, len(names)))
+        kind, _, index = str(device).strip().lower().partition(":")
+        if kind == "cpu" and not index:
+            code, device_id = _lib.NNRT_DEVICE_CPU, 0
+        elif kind == "cuda" and (not index or index.isdigit()):
+            code, device_id = _lib.NNRT_DEVICE_CUDA, int(index or 0)
+        else:
+            raise _invalid(f"device {device!r} is not one of 'cpu', 'cuda', 'cuda:N'")
+        _raise_for(lib, lib.nnrt_options_set_device(options, code, device_id))
+        if threads is not None:
+            if int(threads) < 0:
+                raise _invalid(f"threads must be >= 0 (0: one per core); got {threads}")
+            _raise_for(lib, lib.nnrt_options_set_threads(options, int(threads)))
+        if ort_library is not None:
+            _raise_for(lib, lib.nnrt_options_set_ort_library(options, os.fsencode(os.fspath(ort_library))))
+
+    def _read_metadata(self, model: c_void_p) -> None:
+        lib = self._lib
+
+        def size(function) -> int:
+            value = c_size_t()
+            _raise_for(lib, function(model, byref(value)))
+            return value.value
+
+        def names(count_function, name_function) -> list:
+            out = []
+            for i in range(size(count_function)):
+                text = c_char_p()
+                _raise_for(lib, name_function(model, i, byref(text)))
+                out.append(text.value.decode("utf-8", "replace"))
+            return out
+
+        self._num_channels = size(lib.nnrt_model_num_channels)
+        self._labels = names(lib.nnrt_model_num_labels, lib.nnrt_model_label_name)
+        self._classes = names(lib.nnrt_model_num_classes, lib.nnrt_model_class_name)
+        self._folds = names(lib.nnrt_model_num_folds, lib.nnrt_model_fold_name)
+        spacing = (c_double * 3)()
+        _raise_for(lib, lib.nnrt_model_spacing(model, spacing))
+        self._spacing = tuple(spacing)
+        patch = (c_size_t * 3)()
+        _raise_for(lib, lib.nnrt_model_patch_size(model, patch))
+        self._patch_size = tuple(patch)
+
+    # -- lifetime -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Frees the model. Idempotent. A prediction running on another thread finishes first."""
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            handle.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None or self._handle.closed
+
+    def __enter__(self) -> "Model":
+        self._check_open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise _invalid("the model is closed")
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"folds={self._folds}, labels={self._labels}"
+        return f"<nnunet_rt.Model {self.path!r} {state}>"
+
+    # -- introspection ------------------------------------------------------------------------
+
+    @property
+    def library(self) -> Library:
+        """The loaded nnunet-rt library."""
+        return self._lib
+
+    @property
+    def num_channels(self) -> int:
+        """Number of input channels (modalities) the model expects."""
+        self._check_open()
+        return self._num_channels
+
+    @property
+    def labels(self) -> list:
+        """Label names, background included; the index is the label value."""
+        self._check_open()
+        return list(self._labels)
+
+    @property
+    def classes(self) -> list:
+        """Class names of the classification head; [] when the model has none."""
+        self._check_open()
+        return list(self._classes)
+
+    @property
+    def folds(self) -> list:
+        """Names of the folds in use, in averaging order."""
+        self._check_open()
+        return list(self._folds)
+
+    @property
+    def spacing(self) -> tuple:
+        """The model's target spacing in mm along (x, y, z)."""
+        self._check_open()
+        return self._spacing
+
+    @property
+    def patch_size(self) -> tuple:
+        """The network's patch size in voxels along (x, y, z)."""
+        self._check_open()
+        return self._patch_size
+
+    # -- prediction ---------------------------------------------------------------------------
+
+    def predict(
+        self,
+        array,
+        spacing: Sequence[float],
+        origin: Sequence[float] = (0.0, 0.0, 0.0),
+        direction=_IDENTITY,
+        *,
+        step_size: float = 0.5,
+        tta: bool = True,
+        probabilities: bool = False,
+        classification_policy: str = "lesion_weighted",
+        progress: Optional[ProgressCallback] = None,
+    ) -> Prediction:
+        """Segments one volume.
+
+        ``array`` is indexed (z, y, x), or (channels, z, y, x): in a C-contiguous array x varies
+        fastest, the memory order of ITK, NIfTI and VTK (``sitk.GetArrayFromImage`` gives
+        exactly this). ``spacing`` and ``origin`` are (x, y, z) in mm and ``direction`` the 3x3
+        direction cosines (9 numbers, row-major, or a 3x3 array), as ITK's ``GetSpacing()``,
+        ``GetOrigin()`` and ``GetDirection()`` report them (LPS). A C-contiguous array of u8,
+        i8, u16, i16, u32, i32, f32 or f64 is read in place; anything else is copied once.
+
+        ``step_size`` is the sliding-window step as a fraction of the patch; ``tta`` enables
+        mirroring; ``probabilities`` also returns per-label softmax probabilities;
+        ``classification_policy`` is ``"lesion_weighted"`` or ``"mean"``.
+
+        ``progress(stage, fraction)`` is called on this thread at stage boundaries and after
+        every tile; returning False cancels (:class:`~nnunet_rt.Cancelled` is raised within one
+        tile). An exception raised by the callback cancels the run and is re-raised here.
+        """
+        self._check_open()
+        lib = self._lib
+        volume_array = as_volume_array(array)
+        if volume_array.ndim == 3:
+            channels, (z, y, x) = 1, volume_array.shape
+        else:
+            channels, z, y, x = volume_array.shape
+        volume = _lib.nnrt_volume()
+        volume.data = volume_array.ctypes.data
+        volume.dtype = DTYPE_CODES[volume_array.dtype]
+        volume.dims[:] = (x, y, z)
+        volume.channels = channels
+        volume.spacing[:] = _vector(spacing, 3, "spacing")
+        volume.origin[:] = _vector(origin, 3, "origin")
+        volume.direction[:] = _vector(direction, 9, "direction")
+        try:
+            policy = CLASSIFICATION_POLICIES[classification_policy]
+        except (KeyError, TypeError):
+            raise _invalid(
+                f"classification_policy {classification_policy!r} is not one of 'lesion_weighted', 'mean'"
+            ) from None
+        if progress is not None and not callable(progress):
+            raise _invalid("progress must be callable or None")
+
+        failure: list = []
+
+        def trampoline(stage: int, fraction: float, _user_data) -> int:
+            # Runs inside nnrt_predict: nothing may propagate into C.
+            if failure:
+                return 1
+            try:
+                keep_going = progress(STAGES.get(stage, str(stage)), fraction)
+                return 1 if keep_going is not None and not keep_going else 0
+            except BaseException as exc:  # re-raised once nnrt_predict has returned
+                failure.append(exc)
+                return 1
+
+        callback = _lib.PROGRESS_FN(trampoline) if progress is not None else None
+        options = c_void_p()
+        _raise_for(lib, lib.nnrt_predict_options_new(byref(options)))
+        result = c_void_p()
+        error = None
+        try:
+            _raise_for(lib, lib.nnrt_predict_options_set_step_size(options, float(step_size)))
+            _raise_for(lib, lib.nnrt_predict_options_set_tta(options, 1 if tta else 0))
+            _raise_for(lib, lib.nnrt_predict_options_set_probabilities(options, 1 if probabilities else 0))
+            _raise_for(lib, lib.nnrt_predict_options_set_classification_policy(options, policy))
+            if callback is not None:
+                _raise_for(lib, lib.nnrt_predict_options_set_progress(options, callback, None))
+            with self._handle_in_use() as model:
+                status = lib.nnrt_predict(model, byref(volume), options, byref(result))
+                if status != _lib.NNRT_OK:
+                    error = _error(lib, status)
+        finally:
+            lib.nnrt_predict_options_free(options)
+        # `volume_array` and `callback` were kept alive until nnrt_predict returned.
+        try:
+            if failure:
+                raise failure[0]
+            if error is not None:
+                raise error
+            return self._prediction(result)
+        finally:
+            lib.nnrt_result_free(result)
+
+    @contextmanager
+    def _handle_in_use(self):
+        if self._handle is None:
+            raise _invalid("the model is closed")
+        with self._handle.use() as pointer:
+            yield pointer
+
+    def _prediction(self, result: c_void_p) -> Prediction:
+        lib = self._lib
+        data = c_void_p()
+        dtype = c_uint32()
+        dims = (c_size_t * 3)()
+        _raise_for(lib, lib.nnrt_result_labels(result, byref(data), byref(dtype), dims))
+        x, y, z = dims
+        label_dtype = _LABEL_DTYPES.get(dtype.value)
+        if label_dtype is None:
+            raise error_for(_lib.NNRT_INVALID_ARGUMENT, f"the library returned labels of unknown dtype code {dtype.value}")
+        voxels = x * y * z
+        labels = _copy_out(data.value, label_dtype, (z, y, x))
+
+        count = c_size_t()
+        _raise_for(lib, lib.nnrt_result_probabilities(result, byref(data), byref(count)))
+        probabilities = None
+        if count.value:
+            if count.value % voxels:
+                raise error_for(_lib.NNRT_INVALID_ARGUMENT, f"{count.value} probabilities do not fill {voxels}-voxel blocks")
+            probabilities = _copy_out(data.value, np.dtype(np.float32), (count.value // voxels, z, y, x))
+
+        num_classes = c_size_t()
+        _raise_for(lib, lib.nnrt_result_num_classes(result, byref(num_classes)))
+        class_probabilities = predicted = None
+        class_names: list = []
+        if num_classes.value:
+            _raise_for(lib, lib.nnrt_result_class_probabilities(result, byref(data), byref(count)))
+            class_probabilities = _copy_out(data.value, np.dtype(np.float64), (count.value,))
+            index = c_size_t()
+            _raise_for(lib, lib.nnrt_result_predicted_class(result, byref(index)))
+            predicted = index.value
+            for i in range(num_classes.value):
+                name = c_char_p()
+                _raise_for(lib, lib.nnrt_result_class_name(result, i, byref(name)))
+                class_names.append(name.value.decode("utf-8", "replace"))
+
+        timings = (c_double * 3)()
+        _raise_for(lib, lib.nnrt_result_timings_ms(result, timings))
+        return Prediction(
+            labels=labels,
+            probabilities=probabilities,
+            class_probabilities=class_probabilities,
+            predicted_class=predicted,
+            class_names=class_names,
+            label_names=list(self._labels),
+            timings_ms={"preprocess": timings[0], "network": timings[1], "export": timings[2]},
+        )

@@ -1,0 +1,22 @@
+"""The README's runnable example runs from a source checkout."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "segment_synthetic.py"
+
+
+def test_example_runs(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--no-tta"],
+        cwd=tmp_path,  # any working directory
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "label voxels:" in completed.stdout and "pancreas" in completed.stdout
+    assert "predicted class: subtype" in completed.stdout
