@@ -118,6 +118,11 @@
 #define NNRT_PRECISION_SINGLE 1
 
 /**
+ * Metrics of one pair of label maps (opaque, immutable). Free with `nnrt_metrics_free`.
+ */
+typedef struct nnrt_metrics nnrt_metrics;
+
+/**
  * A loaded model (opaque). Load with `nnrt_model_load`, free with `nnrt_model_free`.
  *
  * Thread safety: a model may be shared by any number of threads. Introspection runs
@@ -148,6 +153,29 @@ typedef struct nnrt_result nnrt_result;
  * Status code returned by every fallible function. Values are stable and never reused.
  */
 typedef uint32_t nnrt_status;
+
+/**
+ * A caller's label map, described (borrowed for the call only): `dims[0] * dims[1] * dims[2]`
+ * elements of `dtype` (`NNRT_DTYPE_U8`, `NNRT_DTYPE_U16` or `NNRT_DTYPE_U32`), x fastest.
+ */
+typedef struct nnrt_label_volume {
+  /**
+   * First voxel.
+   */
+  const void *data;
+  /**
+   * `NNRT_DTYPE_U8`, `NNRT_DTYPE_U16` or `NNRT_DTYPE_U32`.
+   */
+  uint32_t dtype;
+  /**
+   * Sizes along x, y, z.
+   */
+  size_t dims[3];
+  /**
+   * Voxel size in mm along x, y, z.
+   */
+  double spacing[3];
+} nnrt_label_volume;
 
 /**
  * A caller's volume, described: borrowed for the duration of `nnrt_predict` only, never
@@ -269,6 +297,48 @@ typedef int32_t (*nnrt_progress_fn)(uint32_t stage, double fraction, void *user_
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Dice, NSD, HD95 and MSD (mm, area-weighted surface elements; see the README's metrics
+ * section) of `pred` against `reference`, per region. `regions` is `"name=l1,l2;name=l3"`
+ * (e.g. `"pancreas=1,2;lesion=2"`), or NULL for one region per foreground label present in
+ * either map. `nsd_tolerance_mm` applies to every region (> 0; e.g. 2.0).
+ *
+ * Ownership: `*out` is owned by the caller; free with `nnrt_metrics_free`. NULL on failure.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (regions, dtype, tolerance),
+ * `NNRT_INVALID_IMAGE` (dims, spacing), `NNRT_SHAPE_MISMATCH` (dims or spacing differ).
+ */
+nnrt_status nnrt_evaluate_labels(const struct nnrt_label_volume *pred,
+                                 const struct nnrt_label_volume *reference,
+                                 const char *regions,
+                                 double nsd_tolerance_mm,
+                                 struct nnrt_metrics **out);
+
+/**
+ * Frees metrics. NULL is a no-op; freeing twice is undefined behaviour.
+ */
+void nnrt_metrics_free(struct nnrt_metrics *metrics);
+
+/**
+ * Number of regions evaluated.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+ */
+nnrt_status nnrt_metrics_num_regions(const struct nnrt_metrics *metrics, size_t *out);
+
+/**
+ * Metrics of region `index`: its name (borrowed from `metrics`, valid until
+ * `nnrt_metrics_free`), Dice, NSD (0..1), HD95 and MSD in mm. HD95 and MSD are NaN when exactly
+ * one of the two masks is empty; both empty gives Dice 1, NSD 1 and distances 0. Any output
+ * pointer except `name` may be NULL when not wanted.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (index out of range).
+ */
+nnrt_status nnrt_metrics_region(const struct nnrt_metrics *metrics,
+                                size_t index,
+                                const char **name,
+                                double *dice,
+                                double *nsd,
+                                double *hd95_mm,
+                                double *msd_mm);
 
 /**
  * Loads the nnU-Net model folder `model_dir` (plans.json, dataset.json, fold_N/model.onnx with

@@ -15,11 +15,13 @@
 #![allow(non_camel_case_types)]
 
 mod boundary;
+mod metrics;
 mod model;
 mod options;
 mod result;
 mod status;
 
+pub use metrics::*;
 pub use model::*;
 pub use options::*;
 pub use result::*;

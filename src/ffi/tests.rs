@@ -237,3 +237,34 @@ fn introspection_in_the_callers_axes() {
     nnrt_options_free(options);
     nnrt_model_free(model);
 }
+
+#[test]
+fn metrics_of_two_label_buffers() {
+    // Prediction: a 4x4x4 cube of label 1; reference: the same cube shifted by one voxel in x.
+    let dims = [10usize, 10, 10];
+    let cube = |shift: usize| -> Vec<u8> {
+        (0..1000).map(|i| {
+            let (x, y, z) = (i % 10, (i / 10) % 10, i / 100);
+            ((3 + shift..7 + shift).contains(&x) && (3..7).contains(&y) && (3..7).contains(&z)) as u8
+        }).collect()
+    };
+    let (p, r) = (cube(0), cube(1));
+    let describe = |v: &Vec<u8>| nnrt_label_volume { data: v.as_ptr().cast(), dtype: NNRT_DTYPE_U8, dims, spacing: [1.0; 3] };
+    let mut out = null_mut();
+    assert_eq!(nnrt_evaluate_labels(&describe(&p), &describe(&r), c"cube=1".as_ptr(), 2.0, &mut out), NNRT_OK, "{}", last_error());
+    let (mut n, mut name, mut dice) = (0usize, null(), 0f64);
+    assert_eq!(nnrt_metrics_num_regions(out, &mut n), NNRT_OK);
+    assert_eq!(n, 1);
+    assert_eq!(nnrt_metrics_region(out, 0, &mut name, &mut dice, null_mut(), null_mut(), null_mut()), NNRT_OK);
+    // SAFETY: borrowed from the live metrics.
+    assert_eq!(unsafe { CStr::from_ptr(name) }.to_str().unwrap(), "cube");
+    assert!((dice - 0.75).abs() < 1e-12, "48 of 64 voxels overlap: {dice}");
+    assert_eq!(nnrt_metrics_region(out, 1, &mut name, &mut dice, null_mut(), null_mut(), null_mut()), NNRT_INVALID_ARGUMENT);
+    nnrt_metrics_free(out);
+    let small = nnrt_label_volume { dims: [5, 10, 10], ..describe(&p) };
+    assert_eq!(nnrt_evaluate_labels(&small, &describe(&r), null(), 2.0, &mut out), NNRT_SHAPE_MISMATCH);
+    assert!(out.is_null());
+    assert_eq!(nnrt_evaluate_labels(&describe(&p), &describe(&r), null(), 0.0, &mut out), NNRT_INVALID_ARGUMENT);
+    assert_eq!(nnrt_evaluate_labels(null(), &describe(&r), null(), 2.0, &mut out), NNRT_NULL_ARGUMENT);
+    nnrt_metrics_free(null_mut());
+}
