@@ -245,7 +245,7 @@ typedef int32_t (*nnrt_progress_fn)(uint32_t stage, double fraction, void *user_
 #define NNRT_IO 3
 
 /**
- * The input volume is malformed (dims, dtype, spacing, direction, NaN voxels, corrupt file).
+ * The input volume is malformed (dims, spacing, direction, NaN voxels, corrupt file).
  */
 #define NNRT_INVALID_IMAGE 4
 

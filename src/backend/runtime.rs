@@ -85,6 +85,8 @@ fn candidates() -> Vec<(PathBuf, &'static str)> {
         dirs.push((dir, "next to the nnunet-rt library"));
     }
     if let Some(dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+        // A relocatable install keeps libraries in lib/ beside bin/.
+        dirs.push((dir.join("../lib"), "the lib folder beside the executable's"));
         dirs.push((dir, "next to the executable"));
     }
     dirs.push((PathBuf::from(FETCHED_DIR), "fetched by cargo xtask ort"));

@@ -16,7 +16,7 @@ pub const NNRT_INVALID_ARGUMENT: nnrt_status = 1;
 pub const NNRT_NULL_ARGUMENT: nnrt_status = 2;
 /// A file could not be read or written.
 pub const NNRT_IO: nnrt_status = 3;
-/// The input volume is malformed (dims, dtype, spacing, direction, NaN voxels, corrupt file).
+/// The input volume is malformed (dims, spacing, direction, NaN voxels, corrupt file).
 pub const NNRT_INVALID_IMAGE: nnrt_status = 4;
 /// The model folder is incomplete or inconsistent.
 pub const NNRT_INVALID_MODEL: nnrt_status = 5;

@@ -1,10 +1,13 @@
-//! Project tasks: `cargo xtask ort [--gpu]`, `cargo xtask demo`, `cargo xtask test`.
+//! Project tasks: `cargo xtask ort [--gpu]`, `cargo xtask demo`, `cargo xtask test`,
+//! `cargo xtask dist [--out DIR]`.
 //!
 //! Everything here does its own setup, so each command works on a fresh clone with only Rust,
 //! a C compiler and Python 3 + pip installed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+
+mod dist;
 
 /// The ONNX Runtime release the `ort` crate's `api-31` feature targets.
 const ORT_VERSION: &str = "1.31.1";
@@ -15,6 +18,8 @@ fn main() -> ExitCode {
         Some("ort") => fetch_ort(args.iter().any(|a| a == "--gpu")).map(|path| println!("{}", path.display())),
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
+        Some("dist") => dist::dist(&args[1..]),
+        Some("bench") => bench(&args[1..]),
         _ => Err(usage()),
     };
     match result {
@@ -27,7 +32,7 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> String {
-    "usage: cargo xtask <command>\n  ort [--gpu]   fetch ONNX Runtime from PyPI into .ort/ (CPU, or the CUDA build)\n  demo          predict the bundled demo volume with the bundled demo model\n  test [ARGS]   fetch ONNX Runtime if needed and run every test (extra ARGS go to cargo test)".to_string()
+    "usage: cargo xtask <command>\n  ort [--gpu]   fetch ONNX Runtime from PyPI into .ort/ (CPU, or the CUDA build)\n  demo          predict the bundled demo volume with the bundled demo model\n  test [ARGS]   fetch ONNX Runtime if needed and run every test (extra ARGS go to cargo test)\n  bench [ARGS]  nnunet-rt against nnU-Net side by side (ARGS go to tools/bench/bench.py, e.g. --case pancreas --runs 3)\n  dist [--out DIR] [--debug]\n                build a relocatable folder + .tar.gz (lib, include, CMake and pkg-config files, CLI) in target/dist".to_string()
 }
 
 fn root() -> PathBuf {
@@ -119,4 +124,18 @@ fn test(extra: &[String]) -> Result<(), String> {
         .env("NNUNET_RT_REQUIRE_ORT", "1")
         .args(["test", "--workspace"])
         .args(extra))
+}
+
+/// Builds the release binary, creates the nnU-Net reference environment once (tools/
+/// install-nnunet-venv.sh into .venv-nnunet), and runs tools/bench/bench.py with `extra`.
+fn bench(extra: &[String]) -> Result<(), String> {
+    let root = root();
+    fetch_ort(false)?;
+    run(Command::new(env!("CARGO")).current_dir(&root).args(["build", "--release", "--quiet", "--bin", "nnunet-rt"]))?;
+    let python = root.join(".venv-nnunet/bin/python");
+    if !python.is_file() {
+        eprintln!("xtask: creating the nnU-Net reference environment (.venv-nnunet, about 3 minutes and 5 GB, once)");
+        run(Command::new("bash").current_dir(&root).args(["tools/install-nnunet-venv.sh", ".venv-nnunet"]))?;
+    }
+    run(Command::new(python).current_dir(&root).arg("tools/bench/bench.py").args(extra))
 }

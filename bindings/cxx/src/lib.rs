@@ -1,0 +1,556 @@
+//! The C++ binding of nnunet-rt, through [cxx](https://cxx.rs): `nnunet_rt::Model` in C++ is the
+//! safe Rust [`nnunet_rt::Model`], with volumes passed as `rust::Slice<const T>` and results
+//! returned as a plain struct.
+//!
+//! Built as a static library (`libnnunet_rt_cxx.a`) that holds this glue, the whole Rust
+//! library and the C API of `nnunet_rt.h`: a C++ program links this one Rust static library
+//! and nothing else of nnunet-rt. See `bindings/README.md` for the include paths and link line.
+//!
+//! Errors become C++ exceptions (`rust::Error`) whose message starts with the C status name,
+//! e.g. `NNRT_SHAPE_MISMATCH: the model takes 2 channel(s)...`. Every call runs inside
+//! `catch_unwind`, because cxx aborts the process on a Rust panic: a panic becomes an
+//! `NNRT_PANIC` exception instead.
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+
+use nnunet_rt::{ClassificationPolicy, Device, ErrorKind, Labels, Precision, VolumeView, VoxelData};
+
+#[cxx::bridge(namespace = "nnunet_rt")]
+mod ffi {
+    /// Where a volume sits in the world, as ITK describes it.
+    #[derive(Clone, Debug)]
+    struct Geometry {
+        /// Voxel size in mm along x, y, z; finite and > 0.
+        spacing: [f64; 3],
+        /// World position of the first voxel (mm).
+        origin: [f64; 3],
+        /// 3x3 direction cosines, row-major (ITK `GetDirection()`); orthonormal.
+        direction: [f64; 9],
+    }
+
+    /// How a model is loaded. Start from `default_load_options()`.
+    #[derive(Clone, Debug)]
+    struct LoadOptions {
+        /// Fold names ("0", "all"...) in the order their outputs are averaged; empty: every fold.
+        folds: Vec<String>,
+        /// ONNX Runtime intra-op threads; 0: one per core.
+        threads: usize,
+        /// "cpu", "cuda" or "cuda:N".
+        device: String,
+        /// Path of libonnxruntime.so; empty: searched (next to the library, environment...).
+        ort_library: String,
+    }
+
+    /// How a volume is predicted. Start from `default_predict_options()` (nnU-Net's defaults).
+    #[derive(Clone, Debug)]
+    struct PredictOptions {
+        /// Sliding-window step as a fraction of the patch, in (0, 1].
+        step_size: f64,
+        /// Mirroring test-time augmentation.
+        tta: bool,
+        /// Also return per-label probabilities.
+        probabilities: bool,
+        /// "lesion-weighted" or "mean".
+        classification_policy: String,
+        /// Refuse, before any work, a prediction whose estimated peak memory exceeds this many
+        /// bytes; 0: no limit.
+        memory_limit: u64,
+        /// Logit accumulation: "half" (nnU-Net's float16, the same answer) or "single".
+        precision: String,
+    }
+
+    /// Milliseconds per stage.
+    #[derive(Clone, Debug)]
+    struct Timings {
+        preprocess_ms: f64,
+        network_ms: f64,
+        export_ms: f64,
+    }
+
+    /// A prediction, owned by the caller.
+    #[derive(Clone, Debug)]
+    struct Prediction {
+        /// Label per voxel, same dims and memory order as the input (x fastest).
+        labels: Vec<u16>,
+        /// (x, y, z) of the label map.
+        dims: [usize; 3],
+        /// Label names, by value.
+        label_names: Vec<String>,
+        /// Softmax probabilities, label after label, each in the input's order; empty unless
+        /// requested.
+        probabilities: Vec<f32>,
+        /// Classes of the classification head; empty when the model has none.
+        class_names: Vec<String>,
+        /// Case-level class probabilities (fold-averaged); empty without a head.
+        class_probabilities: Vec<f64>,
+        /// Index of the predicted class (first maximum); 0 without a head.
+        predicted_class: usize,
+        timings: Timings,
+        /// Folds used, in order.
+        folds: Vec<String>,
+        tiles_per_fold: usize,
+        passes_per_tile: usize,
+    }
+
+    unsafe extern "C++" {
+        include!("nnunet_rt_cxx/support.h");
+
+        /// Progress receiver implemented in C++ (see support.h).
+        type Progress;
+
+        /// Returns false to cancel.
+        fn report(self: Pin<&mut Progress>, stage: &str, fraction: f64) -> Result<bool>;
+    }
+
+    extern "Rust" {
+        /// A loaded model: one ONNX Runtime session per fold. May be shared by threads;
+        /// predictions on one model run one at a time.
+        type Model;
+
+        /// Every fold, CPU, ONNX Runtime's thread count, runtime searched.
+        fn default_load_options() -> LoadOptions;
+        /// nnU-Net's defaults: step 0.5, mirroring on, no probabilities, lesion-weighted.
+        fn default_predict_options() -> PredictOptions;
+        /// Identity direction and zero origin with the given spacing (x, y, z).
+        fn geometry_with_spacing(spacing: [f64; 3]) -> Geometry;
+        /// "nnunet-rt/<version> ..." of the library.
+        fn version() -> String;
+
+        /// Loads an nnU-Net model folder (plans.json, dataset.json, fold_N/model.onnx).
+        #[Self = "Model"]
+        fn load(dir: &str, options: &LoadOptions) -> Result<Box<Model>>;
+
+        fn num_channels(self: &Model) -> usize;
+        fn label_names(self: &Model) -> Vec<String>;
+        fn class_names(self: &Model) -> Vec<String>;
+        fn fold_names(self: &Model) -> Vec<String>;
+        /// Target spacing (mm) along x, y, z.
+        fn spacing(self: &Model) -> [f64; 3];
+        /// Patch size (voxels) along x, y, z.
+        fn patch_size(self: &Model) -> [usize; 3];
+
+        /// Predicts `channels` blocks of `dims[0] * dims[1] * dims[2]` voxels (x fastest).
+        #[cxx_name = "predict"]
+        fn predict_u8(
+            self: &Model,
+            voxels: &[u8],
+            dims: [usize; 3],
+            channels: usize,
+            geometry: &Geometry,
+            options: &PredictOptions,
+            progress: Pin<&mut Progress>,
+        ) -> Result<Prediction>;
+        #[cxx_name = "predict"]
+        fn predict_i8(
+            self: &Model,
+            voxels: &[i8],
+            dims: [usize; 3],
+            channels: usize,
+            geometry: &Geometry,
+            options: &PredictOptions,
+            progress: Pin<&mut Progress>,
+        ) -> Result<Prediction>;
+        #[cxx_name = "predict"]
+        fn predict_u16(
+            self: &Model,
+            voxels: &[u16],
+            dims: [usize; 3],
+            channels: usize,
+            geometry: &Geometry,
+            options: &PredictOptions,
+            progress: Pin<&mut Progress>,
+        ) -> Result<Prediction>;
+        #[cxx_name = "predict"]
+        fn predict_i16(
+            self: &Model,
+            voxels: &[i16],
+            dims: [usize; 3],
+            channels: usize,
+            geometry: &Geometry,
+            options: &PredictOptions,
+            progress: Pin<&mut Progress>,
+        ) -> Result<Prediction>;
+        #[cxx_name = "predict"]
+        fn predict_u32(
+            self: &Model,
+            voxels: &[u32],
+            dims: [usize; 3],
+            channels: usize,
+            geometry: &Geometry,
+            options: &PredictOptions,
+            progress: Pin<&mut Progress>,
+        ) -> Result<Prediction>;
+        #[cxx_name = "predict"]
+        fn predict_i32(
+            self: &Model,
+            voxels: &[i32],
+            dims: [usize; 3],
+            channels: usize,
+            geometry: &Geometry,
+            options: &PredictOptions,
+            progress: Pin<&mut Progress>,
+        ) -> Result<Prediction>;
+        #[cxx_name = "predict"]
+        fn predict_f32(
+            self: &Model,
+            voxels: &[f32],
+            dims: [usize; 3],
+            channels: usize,
+            geometry: &Geometry,
+            options: &PredictOptions,
+            progress: Pin<&mut Progress>,
+        ) -> Result<Prediction>;
+        #[cxx_name = "predict"]
+        fn predict_f64(
+            self: &Model,
+            voxels: &[f64],
+            dims: [usize; 3],
+            channels: usize,
+            geometry: &Geometry,
+            options: &PredictOptions,
+            progress: Pin<&mut Progress>,
+        ) -> Result<Prediction>;
+    }
+}
+
+pub use ffi::{Geometry, LoadOptions, PredictOptions, Prediction, Timings};
+
+/// The error C++ receives: its message starts with the C status name.
+#[derive(Debug)]
+pub struct Failure(String);
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl Failure {
+    fn new(kind: ErrorKind, message: impl fmt::Display) -> Failure {
+        Failure(format!("{}: {message}", status_name(kind)))
+    }
+}
+
+impl From<nnunet_rt::Error> for Failure {
+    fn from(err: nnunet_rt::Error) -> Failure {
+        Failure::new(err.kind(), err.message())
+    }
+}
+
+/// The `NNRT_*` name of the C status an error kind maps to.
+pub fn status_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidArgument => "NNRT_INVALID_ARGUMENT",
+        ErrorKind::Io => "NNRT_IO",
+        ErrorKind::InvalidImage => "NNRT_INVALID_IMAGE",
+        ErrorKind::InvalidModel => "NNRT_INVALID_MODEL",
+        ErrorKind::UnsupportedModel => "NNRT_UNSUPPORTED_MODEL",
+        ErrorKind::ShapeMismatch => "NNRT_SHAPE_MISMATCH",
+        ErrorKind::RuntimeUnavailable => "NNRT_RUNTIME_UNAVAILABLE",
+        ErrorKind::Runtime => "NNRT_RUNTIME_ERROR",
+        ErrorKind::OutOfMemory => "NNRT_OUT_OF_MEMORY",
+        ErrorKind::Cancelled => "NNRT_CANCELLED",
+        ErrorKind::Poisoned => "NNRT_POISONED",
+        ErrorKind::Panic => "NNRT_PANIC",
+    }
+}
+
+/// Runs `body`, turning a panic into an `NNRT_PANIC` error (cxx would abort on it).
+fn guarded<T>(body: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
+        let text = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        Err(Failure::new(ErrorKind::Panic, format!("internal error (panic): {text}")))
+    })
+}
+
+/// A loaded model (opaque to C++).
+pub struct Model(nnunet_rt::Model);
+
+fn default_load_options() -> LoadOptions {
+    LoadOptions { folds: Vec::new(), threads: 0, device: "cpu".to_string(), ort_library: String::new() }
+}
+
+fn default_predict_options() -> PredictOptions {
+    let d = nnunet_rt::PredictOptions::default();
+    PredictOptions {
+        step_size: d.step_size,
+        tta: d.mirroring,
+        probabilities: d.probabilities,
+        classification_policy: policy_name(d.classification_policy).to_string(),
+        memory_limit: d.memory_limit.unwrap_or(0),
+        precision: precision_name(d.precision).to_string(),
+    }
+}
+
+fn geometry_with_spacing(spacing: [f64; 3]) -> Geometry {
+    let g = nnunet_rt::Geometry::with_spacing(spacing);
+    Geometry { spacing: g.spacing, origin: g.origin, direction: g.direction }
+}
+
+fn version() -> String {
+    // SAFETY: nnrt_version returns a static NUL-terminated string.
+    let text = unsafe { std::ffi::CStr::from_ptr(nnunet_rt::ffi::nnrt_version()) };
+    format!("{} cxx/1.0.205", text.to_string_lossy())
+}
+
+fn policy_name(policy: ClassificationPolicy) -> &'static str {
+    match policy {
+        ClassificationPolicy::LesionWeighted => "lesion-weighted",
+        ClassificationPolicy::Mean => "mean",
+    }
+}
+
+fn precision_name(precision: Precision) -> &'static str {
+    match precision {
+        Precision::Half => "half",
+        Precision::Single => "single",
+    }
+}
+
+fn parse_device(text: &str) -> Result<Device, Failure> {
+    let id = |s: &str| s.parse::<i32>().ok().filter(|id| *id >= 0);
+    match text {
+        "" | "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda(0)),
+        other => other.strip_prefix("cuda:").and_then(id).map(Device::Cuda).ok_or_else(|| {
+            Failure::new(ErrorKind::InvalidArgument, format!("device {other:?} is not cpu, cuda or cuda:N"))
+        }),
+    }
+}
+
+impl LoadOptions {
+    fn to_rust(&self) -> Result<nnunet_rt::LoadOptions, Failure> {
+        Ok(nnunet_rt::LoadOptions {
+            folds: (!self.folds.is_empty()).then(|| self.folds.clone()),
+            device: parse_device(&self.device)?,
+            intra_threads: (self.threads > 0).then_some(self.threads),
+            ort_library: (!self.ort_library.is_empty()).then(|| self.ort_library.clone().into()),
+        })
+    }
+}
+
+impl PredictOptions {
+    fn to_rust(&self) -> Result<nnunet_rt::PredictOptions, Failure> {
+        let classification_policy = match self.classification_policy.as_str() {
+            "" | "lesion-weighted" => ClassificationPolicy::LesionWeighted,
+            "mean" => ClassificationPolicy::Mean,
+            other => {
+                return Err(Failure::new(
+                    ErrorKind::InvalidArgument,
+                    format!("classification policy {other:?} is not lesion-weighted or mean"),
+                ))
+            }
+        };
+        let precision = match self.precision.as_str() {
+            "" | "half" => Precision::Half,
+            "single" => Precision::Single,
+            other => {
+                return Err(Failure::new(
+                    ErrorKind::InvalidArgument,
+                    format!("precision {other:?} is not half or single"),
+                ))
+            }
+        };
+        if !(self.step_size > 0.0 && self.step_size <= 1.0) {
+            return Err(Failure::new(
+                ErrorKind::InvalidArgument,
+                format!("step size {} is outside (0, 1]", self.step_size),
+            ));
+        }
+        Ok(nnunet_rt::PredictOptions {
+            step_size: self.step_size,
+            mirroring: self.tta,
+            probabilities: self.probabilities,
+            classification_policy,
+            precision,
+            memory_limit: (self.memory_limit > 0).then_some(self.memory_limit),
+        })
+    }
+}
+
+impl Model {
+    fn load(dir: &str, options: &LoadOptions) -> Result<Box<Model>, Failure> {
+        guarded(|| Ok(Box::new(Model(nnunet_rt::Model::load(dir, &options.to_rust()?)?))))
+    }
+
+    fn num_channels(&self) -> usize {
+        self.0.plan().channel_names.len()
+    }
+
+    fn label_names(&self) -> Vec<String> {
+        self.0.plan().labels.iter().map(|l| l.name.clone()).collect()
+    }
+
+    fn class_names(&self) -> Vec<String> {
+        self.0.folder().classification.as_ref().map(|c| c.class_names.clone()).unwrap_or_default()
+    }
+
+    fn fold_names(&self) -> Vec<String> {
+        self.0.fold_names()
+    }
+
+    fn spacing(&self) -> [f64; 3] {
+        caller_axes(self.0.plan().spacing, self.0.plan().transpose_forward)
+    }
+
+    fn patch_size(&self) -> [usize; 3] {
+        caller_axes(self.0.plan().patch_size, self.0.plan().transpose_forward)
+    }
+
+    fn predict(
+        &self,
+        voxels: VoxelData<'_>,
+        dims: [usize; 3],
+        channels: usize,
+        geometry: &Geometry,
+        options: &PredictOptions,
+        mut progress: Pin<&mut ffi::Progress>,
+    ) -> Result<Prediction, Failure> {
+        guarded(|| {
+            let geometry = nnunet_rt::Geometry {
+                spacing: geometry.spacing,
+                origin: geometry.origin,
+                direction: geometry.direction,
+            };
+            let view = VolumeView::new(voxels, dims, channels, geometry)?;
+            let options = options.to_rust()?;
+            let mut thrown = None;
+            let result = self.0.predict(&view, &options, &mut |stage, fraction| match progress
+                .as_mut()
+                .report(stage.name(), fraction)
+            {
+                Ok(go_on) => go_on,
+                Err(exception) => {
+                    thrown = Some(exception.what().to_string());
+                    false
+                }
+            });
+            if let Some(what) = thrown {
+                return Err(Failure::new(ErrorKind::Cancelled, format!("the progress callback threw: {what}")));
+            }
+            Ok(prediction(result?))
+        })
+    }
+}
+
+/// Generates the typed `predict_*` entry points of the bridge.
+macro_rules! typed_predict {
+    ($($name:ident: $t:ty => $variant:ident),* $(,)?) => {
+        impl Model {
+            $(
+                fn $name(
+                    &self,
+                    voxels: &[$t],
+                    dims: [usize; 3],
+                    channels: usize,
+                    geometry: &Geometry,
+                    options: &PredictOptions,
+                    progress: Pin<&mut ffi::Progress>,
+                ) -> Result<Prediction, Failure> {
+                    self.predict(VoxelData::$variant(voxels), dims, channels, geometry, options, progress)
+                }
+            )*
+        }
+    };
+}
+
+typed_predict! {
+    predict_u8: u8 => U8,
+    predict_i8: i8 => I8,
+    predict_u16: u16 => U16,
+    predict_i16: i16 => I16,
+    predict_u32: u32 => U32,
+    predict_i32: i32 => I32,
+    predict_f32: f32 => F32,
+    predict_f64: f64 => F64,
+}
+
+/// A per-axis value of the plan (transposed z, y, x order) in the caller's x, y, z order.
+fn caller_axes<T: Copy>(transposed: [T; 3], transpose_forward: [usize; 3]) -> [T; 3] {
+    let mut input = transposed;
+    for i in 0..3 {
+        input[transpose_forward[i]] = transposed[i];
+    }
+    [input[2], input[1], input[0]]
+}
+
+fn prediction(p: nnunet_rt::Prediction) -> Prediction {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let (class_names, class_probabilities, predicted_class) = match p.classification {
+        Some(c) => (c.class_names, c.probabilities, c.predicted),
+        None => (Vec::new(), Vec::new(), 0),
+    };
+    Prediction {
+        labels: match p.labels {
+            Labels::U8(v) => v.into_iter().map(u16::from).collect(),
+            Labels::U16(v) => v,
+        },
+        dims: p.dims,
+        label_names: p.label_names,
+        probabilities: p.probabilities.unwrap_or_default(),
+        class_names,
+        class_probabilities,
+        predicted_class,
+        timings: Timings {
+            preprocess_ms: ms(p.timings.preprocess),
+            network_ms: ms(p.timings.network),
+            export_ms: ms(p.timings.export),
+        },
+        folds: p.folds,
+        tiles_per_fold: p.tiles,
+        passes_per_tile: p.passes_per_tile,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_start_with_the_c_status_name() {
+        let err = Model::load("/nonexistent/model", &default_load_options()).err().expect("no such folder");
+        assert!(err.to_string().starts_with("NNRT_IO: "), "{err}");
+        let bad = LoadOptions { device: "gpu".into(), ..default_load_options() };
+        assert!(bad.to_rust().unwrap_err().to_string().starts_with("NNRT_INVALID_ARGUMENT: device \"gpu\""));
+        let bad = PredictOptions { step_size: 0.0, ..default_predict_options() };
+        assert!(bad.to_rust().unwrap_err().to_string().starts_with("NNRT_INVALID_ARGUMENT: step size 0"));
+        let bad = PredictOptions { classification_policy: "max".into(), ..default_predict_options() };
+        assert!(bad.to_rust().is_err());
+        let bad = PredictOptions { precision: "double".into(), ..default_predict_options() };
+        assert!(bad.to_rust().unwrap_err().to_string().starts_with("NNRT_INVALID_ARGUMENT: precision"));
+    }
+
+    #[test]
+    fn panics_become_errors() {
+        let err = guarded::<()>(|| panic!("boom")).unwrap_err();
+        assert_eq!(err.to_string(), "NNRT_PANIC: internal error (panic): boom");
+    }
+
+    #[test]
+    fn options_convert_both_ways() {
+        let defaults = default_predict_options().to_rust().unwrap();
+        let rust = nnunet_rt::PredictOptions::default();
+        assert_eq!(
+            (defaults.step_size, defaults.mirroring, defaults.probabilities),
+            (rust.step_size, rust.mirroring, rust.probabilities)
+        );
+        assert_eq!(defaults.classification_policy, rust.classification_policy);
+        assert_eq!((defaults.precision, defaults.memory_limit), (rust.precision, rust.memory_limit));
+        let load =
+            LoadOptions { folds: vec!["0".into()], threads: 3, device: "cuda:1".into(), ort_library: "/x.so".into() };
+        let load = load.to_rust().unwrap();
+        assert_eq!(load.folds, Some(vec!["0".to_string()]));
+        assert_eq!((load.intra_threads, load.device), (Some(3), Device::Cuda(1)));
+        assert_eq!(load.ort_library.as_deref(), Some(std::path::Path::new("/x.so")));
+        assert_eq!(parse_device("cuda:-1").unwrap_err().to_string().split(':').next(), Some("NNRT_INVALID_ARGUMENT"));
+        assert!(version().starts_with("nnunet-rt/"));
+    }
+}

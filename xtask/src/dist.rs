@@ -1,0 +1,310 @@
+//! `cargo xtask dist [--out DIR] [--debug]`: a relocatable binary distribution of the C library.
+//!
+//! ```text
+//! nnunet-rt-<version>-linux-x86_64/
+//!   bin/nnunet-rt                       the CLI (+ a link to the ONNX Runtime in lib/)
+//!   include/nnunet_rt.h, nnunet_rt.hpp  the C header and the header-only C++ layer
+//!   lib/libnnunet_rt.so, libnnunet_rt.a
+//!   lib/libonnxruntime.so*              found next to libnnunet_rt.so at run time, no variable needed
+//!   lib/cmake/nnunet_rt/                find_package(nnunet_rt): nnunet_rt::nnunet_rt, nnunet_rt::nnunet_rt_static
+//!   lib/pkgconfig/nnunet_rt.pc
+//!   README.md, LICENSE*, doc/
+//! ```
+//!
+//! Written to `target/dist/` (or `--out DIR`) with a `.tar.gz` of the folder next to it. The
+//! folder can be moved anywhere: every path in it is relative. `--debug` packs the dev-profile
+//! build instead of the release one (quicker to make; used by the tests).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{fetch_ort, root, run, ORT_VERSION};
+
+pub fn dist(args: &[String]) -> Result<(), String> {
+    let mut out_dir = None;
+    let mut debug = false;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--out" => out_dir = Some(PathBuf::from(rest.next().ok_or("--out needs a folder")?)),
+            "--debug" => debug = true,
+            other => {
+                return Err(format!(
+                    "dist: unexpected argument {other:?} (usage: cargo xtask dist [--out DIR] [--debug])"
+                ))
+            }
+        }
+    }
+    let root = root();
+    let ort = fetch_ort(false)?;
+    let version = package_version(&root)?;
+
+    let mut build = Command::new(env!("CARGO"));
+    build.current_dir(&root).args(["build", "--quiet", "-p", "nnunet-rt", "--lib", "--bin", "nnunet-rt"]);
+    if !debug {
+        build.arg("--release");
+    }
+    run(&mut build)?;
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    };
+    let built = target.join(if debug { "debug" } else { "release" });
+
+    let name = format!("nnunet-rt-{version}-{}-{}", std::env::consts::OS, std::env::consts::ARCH);
+    let out_dir = match out_dir {
+        Some(dir) if dir.is_relative() => std::env::current_dir().map_err(|e| e.to_string())?.join(dir),
+        Some(dir) => dir,
+        None => target.join("dist"),
+    };
+    let folder = out_dir.join(&name);
+    if folder.exists() {
+        std::fs::remove_dir_all(&folder).map_err(|e| format!("cannot remove {}: {e}", folder.display()))?;
+    }
+    for sub in ["bin", "include", "lib/cmake/nnunet_rt", "lib/pkgconfig", "doc"] {
+        mkdir(&folder.join(sub))?;
+    }
+
+    copy(&built.join("nnunet-rt"), &folder.join("bin/nnunet-rt"))?;
+    copy(&built.join("libnnunet_rt.so"), &folder.join("lib/libnnunet_rt.so"))?;
+    copy(&built.join("libnnunet_rt.a"), &folder.join("lib/libnnunet_rt.a"))?;
+    copy(&root.join("include/nnunet_rt.h"), &folder.join("include/nnunet_rt.h"))?;
+    copy(&root.join("bindings/cxx/include/nnunet_rt.hpp"), &folder.join("include/nnunet_rt.hpp"))?;
+
+    // ONNX Runtime next to our library (where it looks first after the explicit settings), as
+    // the versioned file plus the unversioned name. The CLI looks next to itself: a link there.
+    let ort_dir = ort.parent().ok_or("no ONNX Runtime folder")?;
+    let versioned = format!("libonnxruntime.so.{ORT_VERSION}");
+    copy(&ort_dir.join(&versioned), &folder.join("lib").join(&versioned))?;
+    symlink(&versioned, &folder.join("lib/libonnxruntime.so"))?;
+    let providers = ort_dir.join("libonnxruntime_providers_shared.so");
+    if providers.is_file() {
+        copy(&providers, &folder.join("lib/libonnxruntime_providers_shared.so"))?;
+    }
+    symlink(&format!("../lib/{versioned}"), &folder.join("bin/libonnxruntime.so"))?;
+
+    write(&folder.join("lib/cmake/nnunet_rt/nnunet_rtConfig.cmake"), &cmake_config(&version))?;
+    write(&folder.join("lib/cmake/nnunet_rt/nnunet_rtConfigVersion.cmake"), &cmake_config_version(&version))?;
+    write(&folder.join("lib/pkgconfig/nnunet_rt.pc"), &pkg_config(&version))?;
+    write(&folder.join("README.md"), &readme(&version))?;
+    copy(&root.join("README.md"), &folder.join("doc/README.md"))?;
+    copy(&root.join("bindings/README.md"), &folder.join("doc/bindings.md"))?;
+    licenses(&root, &folder)?;
+
+    let archive = out_dir.join(format!("{name}.tar.gz"));
+    run(Command::new("tar").arg("-C").arg(&out_dir).args(["--owner=0", "--group=0", "-czf"]).arg(&archive).arg(&name))?;
+    println!("{}", folder.display());
+    println!("{}", archive.display());
+    Ok(())
+}
+
+/// `version` of the root crate, from its Cargo.toml.
+fn package_version(root: &Path) -> Result<String, String> {
+    let manifest =
+        std::fs::read_to_string(root.join("Cargo.toml")).map_err(|e| format!("cannot read Cargo.toml: {e}"))?;
+    let package = manifest.split("[package]").nth(1).ok_or("Cargo.toml has no [package]")?;
+    package
+        .lines()
+        .take_while(|l| !l.starts_with('['))
+        .find_map(|l| {
+            l.strip_prefix("version")?.trim_start().strip_prefix('=')?.trim().strip_prefix('"')?.strip_suffix('"')
+        })
+        .map(str::to_string)
+        .ok_or_else(|| "Cargo.toml's [package] has no version".to_string())
+}
+
+fn mkdir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::copy(from, to).map(|_| ()).map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn symlink(target: &str, link: &Path) -> Result<(), String> {
+    std::os::unix::fs::symlink(target, link).map_err(|e| format!("cannot link {} to {target}: {e}", link.display()))
+}
+
+/// The project's license files, and ONNX Runtime's from the wheel it came from.
+fn licenses(root: &Path, folder: &Path) -> Result<(), String> {
+    let mut ours = 0;
+    for entry in std::fs::read_dir(root).map_err(|e| e.to_string())?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("LICENSE") || name.starts_with("COPYING") {
+            copy(&entry.path(), &folder.join(&name))?;
+            ours += 1;
+        }
+    }
+    if ours == 0 {
+        write(
+            &folder.join("LICENSE"),
+            "nnunet-rt is licensed under the MIT license or the Apache License, Version 2.0, at your option\n\
+             (SPDX-License-Identifier: MIT OR Apache-2.0).\n\
+             ONNX Runtime (lib/libonnxruntime*) is licensed under the MIT license: see LICENSE-onnxruntime.\n",
+        )?;
+    }
+    let wheels = root.join(".ort/wheels");
+    let prefix = format!("onnxruntime-{ORT_VERSION}-");
+    let wheel = std::fs::read_dir(&wheels).into_iter().flatten().flatten().map(|e| e.path()).find(|p| {
+        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".whl"))
+    });
+    let Some(wheel) = wheel else {
+        eprintln!(
+            "xtask: warning: no {prefix}*.whl in {}; ONNX Runtime's license files are not included",
+            wheels.display()
+        );
+        return Ok(());
+    };
+    let script = r#"
+import sys, zipfile
+wheel, dest = sys.argv[1], sys.argv[2]
+names = {"onnxruntime/LICENSE": "LICENSE-onnxruntime", "onnxruntime/ThirdPartyNotices.txt": "ThirdPartyNotices-onnxruntime.txt"}
+with zipfile.ZipFile(wheel) as z:
+    for name, target in names.items():
+        if name in z.namelist():
+            with open(dest + "/" + target, "wb") as out:
+                out.write(z.read(name))
+"#;
+    run(Command::new(crate::python()).arg("-c").arg(script).arg(&wheel).arg(folder))
+}
+
+fn cmake_config(version: &str) -> String {
+    format!(
+        r#"# CMake package of nnunet-rt {version}: find_package(nnunet_rt) defines
+#   nnunet_rt::nnunet_rt         the shared library (ONNX Runtime is found next to it at run time)
+#   nnunet_rt::nnunet_rt_static  the static library (the program then finds ONNX Runtime through
+#                                NNUNET_RT_ORT_LIB or an explicit path in the load options)
+# Both bring the include folder with nnunet_rt.h (C) and nnunet_rt.hpp (header-only C++17).
+# Everything is relative to this file: the folder may be moved.
+
+get_filename_component(_nnunet_rt_prefix "${{CMAKE_CURRENT_LIST_DIR}}/../../.." ABSOLUTE)
+
+include(CMakeFindDependencyMacro)
+find_dependency(Threads)
+
+if(NOT TARGET nnunet_rt::nnunet_rt)
+  add_library(nnunet_rt::nnunet_rt SHARED IMPORTED)
+  set_target_properties(nnunet_rt::nnunet_rt PROPERTIES
+    IMPORTED_LOCATION "${{_nnunet_rt_prefix}}/lib/libnnunet_rt.so"
+    # The library has no SONAME: link it by name, so the program does not record this path.
+    IMPORTED_NO_SONAME TRUE
+    INTERFACE_INCLUDE_DIRECTORIES "${{_nnunet_rt_prefix}}/include")
+endif()
+
+if(NOT TARGET nnunet_rt::nnunet_rt_static)
+  add_library(nnunet_rt::nnunet_rt_static STATIC IMPORTED)
+  set_target_properties(nnunet_rt::nnunet_rt_static PROPERTIES
+    IMPORTED_LOCATION "${{_nnunet_rt_prefix}}/lib/libnnunet_rt.a"
+    INTERFACE_INCLUDE_DIRECTORIES "${{_nnunet_rt_prefix}}/include"
+    INTERFACE_LINK_LIBRARIES "Threads::Threads;${{CMAKE_DL_LIBS}};m")
+endif()
+
+set(nnunet_rt_VERSION "{version}")
+set(nnunet_rt_INCLUDE_DIR "${{_nnunet_rt_prefix}}/include")
+set(nnunet_rt_LIBRARY_DIR "${{_nnunet_rt_prefix}}/lib")
+unset(_nnunet_rt_prefix)
+"#
+    )
+}
+
+/// Before 1.0 the minor version is the compatibility boundary; from 1.0, the major.
+fn cmake_config_version(version: &str) -> String {
+    format!(
+        r#"# Version check of the nnunet_rt CMake package.
+set(PACKAGE_VERSION "{version}")
+string(REGEX MATCH "^([0-9]+)\\.([0-9]+)" _nnunet_rt_series "${{PACKAGE_VERSION}}")
+set(_nnunet_rt_major "${{CMAKE_MATCH_1}}")
+set(_nnunet_rt_minor "${{CMAKE_MATCH_2}}")
+if(PACKAGE_FIND_VERSION VERSION_GREATER PACKAGE_VERSION)
+  set(PACKAGE_VERSION_COMPATIBLE FALSE)
+elseif(_nnunet_rt_major STREQUAL "0")
+  if(PACKAGE_FIND_VERSION_MAJOR STREQUAL "0" AND PACKAGE_FIND_VERSION_MINOR STREQUAL _nnunet_rt_minor)
+    set(PACKAGE_VERSION_COMPATIBLE TRUE)
+  else()
+    set(PACKAGE_VERSION_COMPATIBLE FALSE)
+  endif()
+elseif(PACKAGE_FIND_VERSION_MAJOR STREQUAL _nnunet_rt_major)
+  set(PACKAGE_VERSION_COMPATIBLE TRUE)
+else()
+  set(PACKAGE_VERSION_COMPATIBLE FALSE)
+endif()
+if(PACKAGE_FIND_VERSION STREQUAL PACKAGE_VERSION)
+  set(PACKAGE_VERSION_EXACT TRUE)
+endif()
+if(NOT CMAKE_SIZEOF_VOID_P STREQUAL "8")
+  set(PACKAGE_VERSION "${{PACKAGE_VERSION}} (64-bit)")
+  set(PACKAGE_VERSION_UNSUITABLE TRUE)
+endif()
+unset(_nnunet_rt_series)
+unset(_nnunet_rt_major)
+unset(_nnunet_rt_minor)
+"#
+    )
+}
+
+fn pkg_config(version: &str) -> String {
+    format!(
+        r#"prefix=${{pcfiledir}}/../..
+libdir=${{prefix}}/lib
+includedir=${{prefix}}/include
+
+Name: nnunet_rt
+Description: Run nnU-Net v2 models through ONNX Runtime (C API; ONNX Runtime is loaded from libdir at run time)
+Version: {version}
+Libs: -L${{libdir}} -lnnunet_rt -Wl,-rpath,${{libdir}}
+Libs.private: -lpthread -ldl -lm
+Cflags: -I${{includedir}}
+"#
+    )
+}
+
+fn readme(version: &str) -> String {
+    format!(
+        r#"# nnunet-rt {version}
+
+Runs trained nnU-Net v2 models through ONNX Runtime, from C, C++ or the command line.
+
+```
+bin/nnunet-rt                  CLI: nnunet-rt predict -m MODEL_DIR -i CASE_0000.nii.gz -o CASE.nii.gz
+include/nnunet_rt.h            C API (every call returns an nnrt_status; see the header's conventions)
+include/nnunet_rt.hpp          header-only C++17 layer over the C API (namespace nnrt)
+lib/libnnunet_rt.so            shared library
+lib/libnnunet_rt.a             static library (link also -lpthread -ldl -lm)
+lib/libonnxruntime.so*         ONNX Runtime {ORT_VERSION}, loaded at run time from next to libnnunet_rt.so
+lib/cmake/nnunet_rt/           CMake package
+lib/pkgconfig/nnunet_rt.pc     pkg-config file
+doc/                           the project README and the bindings guide
+```
+
+The folder is relocatable. ONNX Runtime is not linked: libnnunet_rt.so loads the copy next to
+it, so programs need no environment variable. A program linking the static library finds it
+through `NNUNET_RT_ORT_LIB`, `nnrt_options_set_ort_library()`, or next to the executable.
+
+## CMake
+
+```cmake
+find_package(nnunet_rt {version} REQUIRED)       # -DCMAKE_PREFIX_PATH=/path/to/this/folder
+target_link_libraries(app PRIVATE nnunet_rt::nnunet_rt)
+```
+
+## pkg-config
+
+```sh
+export PKG_CONFIG_PATH=/path/to/this/folder/lib/pkgconfig
+cc app.c $(pkg-config --cflags --libs nnunet_rt) -o app
+```
+
+## By hand
+
+```sh
+cc app.c -I/path/to/this/folder/include -L/path/to/this/folder/lib -lnnunet_rt -Wl,-rpath,/path/to/this/folder/lib
+```
+
+License: MIT OR Apache-2.0 (see LICENSE*); ONNX Runtime: MIT (LICENSE-onnxruntime).
+"#
+    )
+}
