@@ -15,7 +15,7 @@ use ndarray::Array4;
 use nnunet_rt::io::{nifti, npy};
 use nnunet_rt::model::ModelFolder;
 use nnunet_rt::preprocess::{self, Preprocessed};
-use nnunet_rt::{export, ClassificationPolicy, LoadOptions, Model, PredictOptions};
+use nnunet_rt::{export, ClassificationPolicy, LoadOptions, Logits, Model, PredictOptions};
 use serde_json::Value;
 
 struct Case {
@@ -74,6 +74,22 @@ fn reference_preprocessed(case: &Case, ours: &Preprocessed) -> Preprocessed {
     let (shape, data) = load_f32(&case.reference("preprocessed.npy"));
     let data = Array4::from_shape_vec((shape[0], shape[1], shape[2], shape[3]), data).unwrap();
     Preprocessed { data, ..ours.clone() }
+}
+
+/// Summed Gaussian weight of every voxel of the (unpadded) preprocessed grid, in float32.
+fn summed_weights(plan: &nnunet_rt::model::Plan, shape: &[usize], step: f64) -> Vec<f32> {
+    use nnunet_rt::window::{gaussian, TileGrid};
+    let shape = [shape[1], shape[2], shape[3]];
+    let patch = plan.patch_size;
+    let grid = TileGrid::new(shape, patch, step).unwrap();
+    let g = gaussian::gaussian_map(patch);
+    let mut w = ndarray::Array3::<f32>::zeros(grid.padded);
+    for [a, b, c] in grid.tiles() {
+        let mut tile = w.slice_mut(ndarray::s![a..a + patch[0], b..b + patch[1], c..c + patch[2]]);
+        tile.iter_mut().zip(&g).for_each(|(t, v)| *t += v.to_f32());
+    }
+    let [pa, pb, pc] = grid.pad_before;
+    w.slice(ndarray::s![pa..pa + shape[0], pb..pb + shape[1], pc..pc + shape[2]]).iter().copied().collect()
 }
 
 /// Distance from `v` to the next float16 away from zero.
@@ -148,22 +164,32 @@ fn logits_segmentation_and_probabilities_match_nnunet() {
         let reference_logits = npy::read(&case.reference("logits.npy")).unwrap();
         assert_eq!(logits.logits.shape(), &reference_logits.shape[..], "{}: logits shape", case.name);
         let reference_f16 = reference_logits.to_f16().unwrap();
-        // Both sides store float16 logits: a network difference far below 1e-3 can still move a
-        // value across a float16 rounding boundary, so the bound is 1e-3 plus one float16 ulp of
-        // the reference value (its own storage precision).
-        let logit_diff = max_abs_diff(logits.logits.iter().map(|v| v.to_f32()), reference_f16.iter().map(|v| v.to_f32()));
-        let beyond = logits
-            .logits
+        // Both sides store float16 logits, rounded five times on the way (weighted sum, weight,
+        // division, fold sum, fold mean): network noise far below 1e-3 can push a value across a
+        // rounding boundary at each of them. So every value must be within 1e-3 plus five float16
+        // ulps of the reference (an ulp is 2^-6 at 16, so confident models' large logits exceed
+        // 1e-3 by rounding alone; how many do is reported).
+        let Logits::Half(ours) = &logits.logits else { panic!("nnU-Net precision is the default") };
+        // Where only tile borders cover a voxel its summed Gaussian weight w is a float16
+        // subnormal, and the weighted sum is quantised to 2^-24: one quantum is 2^-24 / w in the
+        // logit (nnU-Net's own corner effect), which network noise can flip a few times.
+        let weights = summed_weights(&plan, reference_pre.data.shape(), options.step_size);
+        let diffs: Vec<(f32, f32)> = ours
             .iter()
             .zip(&reference_f16)
-            .map(|(a, b)| (a.to_f32() - b.to_f32()).abs() - (1e-3 + f16_ulp(*b)))
-            .fold(f32::NEG_INFINITY, f32::max);
-        let over = logits.logits.iter().zip(&reference_f16).filter(|(a, b)| (a.to_f32() - b.to_f32()).abs() > 1e-3).count();
-        let worst_rel = logits.logits.iter().zip(&reference_f16).map(|(a, b)| (a.to_f32() - b.to_f32()).abs() / b.to_f32().abs().max(1e-3)).fold(0f32, f32::max);
-        eprintln!("{}: STAT logits max {logit_diff} beyond {beyond} over1e-3 {over} of {} worst_rel {worst_rel}", case.name, reference_f16.len());
+            .enumerate()
+            .map(|(i, (a, b))| {
+                let w = weights[i % weights.len()];
+                ((a.to_f32() - b.to_f32()).abs(), 1e-3 + 5.0 * f16_ulp(*b) + 4.0 * 2f32.powi(-24) / w)
+            })
+            .collect();
+        let logit_diff = diffs.iter().map(|d| d.0).fold(0.0, f32::max);
+        let over = diffs.iter().filter(|d| d.0 > 1e-3).count();
+        let worst = diffs.iter().map(|(d, bound)| d / bound).fold(0.0, f32::max);
+        assert!(worst <= 1.0, "{}: logits differ by up to {logit_diff} (worst at {worst} x its bound)", case.name);
 
         // Export of nnU-Net's own logits is deterministic arithmetic: it must give nnU-Net's labels exactly.
-        let reference_logits = Array4::from_shape_vec(logits.logits.raw_dim(), reference_f16).unwrap();
+        let reference_logits = Array4::from_shape_vec(ours.raw_dim(), reference_f16).unwrap();
         let reference_seg: Vec<u32> = nifti::read_image(&case.reference("seg.nii.gz")).unwrap().volume.data.iter().map(|&v| v as u32).collect();
         let exported = export::export(&reference_logits, &ours_pre, &plan, false);
         let exported_labels: Vec<u32> = (0..exported.labels.len()).map(|i| exported.labels.get(i)).collect();
@@ -176,8 +202,10 @@ fn logits_segmentation_and_probabilities_match_nnunet() {
             let ours = with_probabilities.probabilities.unwrap();
             assert_eq!(ours.len(), shape.iter().product::<usize>(), "{}: probabilities shape {shape:?}", case.name);
             let diff = max_abs_diff(ours.iter().copied(), reference.iter().copied());
-            eprintln!("{}: STAT probabilities max diff {diff}", case.name);
-            assert!(diff <= 1e-3, "{}: probabilities differ by {diff}", case.name);
+            // Our probabilities equal torch.softmax of our resampled logits to 6e-8, yet nnU-Net's
+            // saved probabilities differ from them by up to ~2e-5 at a few voxels although its
+            // segmentation from the same logits is reproduced exactly; the cause is not found yet.
+            assert!(diff <= 1e-4, "{}: probabilities differ by {diff}", case.name);
         }
 
         // End to end, from the NIfTI file.
@@ -186,7 +214,7 @@ fn logits_segmentation_and_probabilities_match_nnunet() {
         let differing = labels.iter().zip(&reference_seg).filter(|(a, b)| a != b).count();
         let dices: Vec<f64> = (1..plan.num_classes() as u32).map(|l| dice(&labels, &reference_seg, l)).collect();
         report.push(format!(
-            "{}: logits max |diff| {logit_diff:.2e}; {differing} of {} voxels differ end to end; Dice {:?}",
+            "{}: logits max |diff| {logit_diff:.2e} ({over} > 1e-3); {differing} of {} voxels differ end to end; Dice {:?}",
             case.name,
             labels.len(),
             dices.iter().map(|d| format!("{d:.5}")).collect::<Vec<_>>()
@@ -221,3 +249,5 @@ fn half_precision_reference_is_what_the_fixtures_hold() {
         let _: Vec<f16> = logits.to_f16().unwrap();
     }
 }
+
+
