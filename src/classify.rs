@@ -102,7 +102,11 @@ pub fn fold_probabilities(
 }
 
 /// Averages per-fold probabilities and picks the first maximum.
-pub fn combine_folds(class_names: Vec<String>, per_fold: Vec<(Vec<f64>, Weighting)>, policy: ClassificationPolicy) -> Classification {
+pub fn combine_folds(
+    class_names: Vec<String>,
+    per_fold: Vec<(Vec<f64>, Weighting)>,
+    policy: ClassificationPolicy,
+) -> Classification {
     let n = per_fold.len() as f64;
     let classes = class_names.len();
     let probabilities: Vec<f64> = (0..classes).map(|k| per_fold.iter().map(|(p, _)| p[k]).sum::<f64>() / n).collect();
@@ -153,7 +157,11 @@ mod tests {
     #[test]
     fn folds_are_averaged_and_ties_pick_the_first_class() {
         let names = vec!["a".to_string(), "b".to_string()];
-        let c = combine_folds(names, vec![(vec![0.2, 0.8], Weighting::Uniform), (vec![0.8, 0.2], Weighting::Uniform)], ClassificationPolicy::Mean);
+        let c = combine_folds(
+            names,
+            vec![(vec![0.2, 0.8], Weighting::Uniform), (vec![0.8, 0.2], Weighting::Uniform)],
+            ClassificationPolicy::Mean,
+        );
         assert_eq!(c.probabilities, vec![0.5, 0.5]);
         assert_eq!(c.predicted, 0);
     }

@@ -84,7 +84,12 @@ pub fn resample_logits<T: LogitScalar>(logits: &Array4<T>, pre: &Preprocessed, p
 }
 
 /// Argmax (first maximum), un-crop and un-transpose; softmax probabilities when asked.
-pub fn export<T: LogitScalar>(logits: &Array4<T>, pre: &Preprocessed, plan: &Plan, with_probabilities: bool) -> Exported {
+pub fn export<T: LogitScalar>(
+    logits: &Array4<T>,
+    pre: &Preprocessed,
+    plan: &Plan,
+    with_probabilities: bool,
+) -> Exported {
     let resampled = resample_logits(logits, pre, plan);
     let classes = resampled.shape()[0];
     let crop_shape = pre.shape_after_cropping;

@@ -16,9 +16,9 @@ pub mod preprocess;
 pub mod volume;
 pub mod window;
 
-pub use error::{Error, ErrorKind, Result};
-pub use volume::{Geometry, Volume, VolumeView, VoxelData};
 pub use backend::ort::Device;
 pub use classify::{Classification, ClassificationPolicy};
+pub use error::{Error, ErrorKind, Result};
 pub use export::Labels;
-pub use predictor::{LoadOptions, Logits, Model, PredictOptions, Precision, Prediction, Stage, Timings};
+pub use predictor::{LoadOptions, Logits, Model, Precision, PredictOptions, Prediction, Stage, Timings};
+pub use volume::{Geometry, Volume, VolumeView, VoxelData};

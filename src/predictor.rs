@@ -15,7 +15,9 @@ use crate::export::{self, Labels};
 use crate::model::{ModelFolder, Plan};
 use crate::preprocess::{self, Preprocessed};
 use crate::volume::{Geometry, VolumeView};
-use crate::window::{self, gaussian, mirror, FoldAverage, LogitScalar, TileBuffers, TileEvidence, TileGrid, WindowSettings};
+use crate::window::{
+    self, gaussian, mirror, FoldAverage, LogitScalar, TileBuffers, TileEvidence, TileGrid, WindowSettings,
+};
 
 /// How a model is loaded.
 #[derive(Debug, Clone, Default)]
@@ -178,7 +180,12 @@ struct FoldRun<T> {
 
 impl<T> FoldRun<T> {
     fn into_case(self, wrap: fn(Array4<T>) -> Logits) -> CaseLogits {
-        CaseLogits { logits: wrap(self.logits), evidence: self.evidence, tiles: self.tiles, passes_per_tile: self.passes_per_tile }
+        CaseLogits {
+            logits: wrap(self.logits),
+            evidence: self.evidence,
+            tiles: self.tiles,
+            passes_per_tile: self.passes_per_tile,
+        }
     }
 }
 
@@ -231,7 +238,12 @@ impl Model {
     /// and for callers with their own inference engine.
     pub fn with_networks(folder: ModelFolder, networks: Vec<Box<dyn TileNetwork + Send>>) -> Model {
         let gaussian = gaussian::gaussian_map(folder.plan.patch_size);
-        Model { folder, gaussian, engine: Mutex::new(Engine { networks, buffers: TileBuffers::default() }), runtime_path: None }
+        Model {
+            folder,
+            gaussian,
+            engine: Mutex::new(Engine { networks, buffers: TileBuffers::default() }),
+            runtime_path: None,
+        }
     }
 
     /// The resolved plan.
@@ -262,13 +274,18 @@ impl Model {
         options: &PredictOptions,
         progress: &mut dyn FnMut(Stage, f64) -> bool,
     ) -> Result<Prediction> {
-        let mut report = |stage: Stage, fraction: f64| if progress(stage, fraction) { Ok(()) } else { Err(Error::cancelled()) };
+        let mut report =
+            |stage: Stage, fraction: f64| if progress(stage, fraction) { Ok(()) } else { Err(Error::cancelled()) };
         if let Some(limit) = options.memory_limit {
             let needed = self.estimate_peak_bytes(volume, options);
             if needed > limit {
                 return Err(Error::new(
                     ErrorKind::OutOfMemory,
-                    format!("this prediction needs about {} MiB, more than the memory limit of {} MiB", needed >> 20, limit >> 20),
+                    format!(
+                        "this prediction needs about {} MiB, more than the memory limit of {} MiB",
+                        needed >> 20,
+                        limit >> 20
+                    ),
                 ));
             }
         }
@@ -375,7 +392,8 @@ impl Model {
         let resampled: u64 = new_shape.iter().map(|&n| n as u64).product();
         let padded: u64 = (0..3).map(|i| new_shape[i].max(plan.patch_size[i]) as u64).product();
         let patch: u64 = plan.patch_size.iter().map(|&n| n as u64).product();
-        let passes = if options.mirroring { 1 + mirror::flip_sets(&self.folder.mirroring_axes).len() as u64 } else { 1 };
+        let passes =
+            if options.mirroring { 1 + mirror::flip_sets(&self.folder.mirroring_axes).len() as u64 } else { 1 };
         let logit_bytes = match options.precision {
             Precision::Half => 2,
             Precision::Single => 4,
@@ -394,7 +412,11 @@ impl Model {
         // Export: logits on the network grid and resampled, one channel in float64 twice, labels,
         // probabilities (twice: cropped and pasted) when requested.
         let probabilities = if options.probabilities { 2 * classes * input * 4 } else { 0 };
-        let export = classes * resampled * logit_bytes + classes * input * logit_bytes + 2 * input.max(resampled) * 8 + 3 * input + probabilities;
+        let export = classes * resampled * logit_bytes
+            + classes * input * logit_bytes
+            + 2 * input.max(resampled) * 8
+            + 3 * input
+            + probabilities;
         preprocess.max(window).max(export)
     }
 

@@ -259,7 +259,8 @@ mod tests {
     fn rejects_bad_spacing_direction_and_nan_voxels() {
         let data = vec![0f32; 8];
         for spacing in [[0.0, 1.0, 1.0], [1.0, -1.0, 1.0], [1.0, 1.0, f64::NAN], [f64::INFINITY, 1.0, 1.0]] {
-            let err = VolumeView::new(VoxelData::F32(&data), [2, 2, 2], 1, Geometry::with_spacing(spacing)).unwrap_err();
+            let err =
+                VolumeView::new(VoxelData::F32(&data), [2, 2, 2], 1, Geometry::with_spacing(spacing)).unwrap_err();
             assert!(err.message().contains("spacing"), "{err}");
         }
         let mut skewed = geometry();

@@ -114,7 +114,9 @@ fn cancelling_stops_the_prediction() {
     if !common::ort_available() {
         return;
     }
-    let model = Model::load(model_dir("resenc_ct"), &LoadOptions { folds: Some(vec!["0".into()]), ..LoadOptions::default() }).unwrap();
+    let model =
+        Model::load(model_dir("resenc_ct"), &LoadOptions { folds: Some(vec!["0".into()]), ..LoadOptions::default() })
+            .unwrap();
     let image = nnunet_rt::io::nifti::read_image(&ct_case()).unwrap();
     let view = image.volume.view().unwrap();
     for stop_at in [0.0, 0.5, 1.0] {
@@ -123,7 +125,8 @@ fn cancelling_stops_the_prediction() {
         let err = model
             .predict(&view, &PredictOptions::default(), &mut |stage, fraction| {
                 calls += 1;
-                let stop = stage == nnunet_rt::Stage::Network && fraction >= stop_at || stage == nnunet_rt::Stage::Export;
+                let stop =
+                    stage == nnunet_rt::Stage::Network && fraction >= stop_at || stage == nnunet_rt::Stage::Export;
                 if stop {
                     after_stop += 1;
                 }
@@ -145,32 +148,66 @@ fn cli_rejects_bad_files_with_one_line_and_writes_nothing() {
     let model = model_dir("resenc_ct");
     let model = model.to_str().unwrap();
 
-    let (ok, stderr) = cli(&["predict", "-m", model, "-i", "/nonexistent/ct.nii.gz", "-o", out.to_str().unwrap(), "-q"]);
+    let (ok, stderr) =
+        cli(&["predict", "-m", model, "-i", "/nonexistent/ct.nii.gz", "-o", out.to_str().unwrap(), "-q"]);
     assert!(!ok);
     assert!(stderr.contains("does not exist"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 
     let corrupt = dir.join("corrupt.nii.gz");
     std::fs::write(&corrupt, b"garbage").unwrap();
-    let (ok, stderr) = cli(&["predict", "-m", model, "-i", corrupt.to_str().unwrap(), "-o", out.to_str().unwrap(), "-q"]);
+    let (ok, stderr) =
+        cli(&["predict", "-m", model, "-i", corrupt.to_str().unwrap(), "-o", out.to_str().unwrap(), "-q"]);
     if common::ort_available() {
         assert!(!ok);
         assert!(stderr.contains("cannot read NIfTI file"), "{stderr}");
     }
 
-    let (ok, stderr) = cli(&["predict", "-m", model, "-i", ct_case().to_str().unwrap(), "-o", out.to_str().unwrap(), "-q", "--step-size", "0"]);
+    let (ok, stderr) = cli(&[
+        "predict",
+        "-m",
+        model,
+        "-i",
+        ct_case().to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+        "--step-size",
+        "0",
+    ]);
     assert!(!ok);
     assert!(stderr.contains("step size"), "{stderr}");
 
-    let (ok, stderr) = cli(&["predict", "-m", model, "-i", ct_case().to_str().unwrap(), "-o", out.to_str().unwrap(), "-q", "--ort-lib", "/nonexistent/libonnxruntime.so"]);
+    let (ok, stderr) = cli(&[
+        "predict",
+        "-m",
+        model,
+        "-i",
+        ct_case().to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+        "--ort-lib",
+        "/nonexistent/libonnxruntime.so",
+    ]);
     assert!(!ok);
     assert!(stderr.contains("cargo xtask ort") && stderr.contains("/nonexistent/libonnxruntime.so"), "{stderr}");
 
-    let (ok, stderr) = cli(&["predict", "-m", "/nonexistent/model", "-i", ct_case().to_str().unwrap(), "-o", out.to_str().unwrap(), "-q"]);
+    let (ok, stderr) = cli(&[
+        "predict",
+        "-m",
+        "/nonexistent/model",
+        "-i",
+        ct_case().to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
     assert!(!ok);
     assert!(stderr.contains("/nonexistent/model"), "{stderr}");
 
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n != "corrupt.nii.gz").collect();
+    let leftovers: Vec<_> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n != "corrupt.nii.gz").collect();
     assert!(leftovers.is_empty(), "partial outputs left behind: {leftovers:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -181,7 +218,10 @@ fn volumes_with_bad_geometry_or_values_are_refused() {
     let cases: Vec<(&str, Result<VolumeView<'_>, nnunet_rt::Error>)> = vec![
         ("zero dims", VolumeView::new(VoxelData::F32(&data), [0, 3, 9], 1, Geometry::with_spacing([1.0; 3]))),
         ("zero spacing", VolumeView::new(VoxelData::F32(&data), [3, 3, 3], 1, Geometry::with_spacing([0.0, 1.0, 1.0]))),
-        ("NaN spacing", VolumeView::new(VoxelData::F32(&data), [3, 3, 3], 1, Geometry::with_spacing([1.0, f64::NAN, 1.0]))),
+        (
+            "NaN spacing",
+            VolumeView::new(VoxelData::F32(&data), [3, 3, 3], 1, Geometry::with_spacing([1.0, f64::NAN, 1.0])),
+        ),
     ];
     for (what, result) in cases {
         assert_eq!(result.unwrap_err().kind(), ErrorKind::InvalidImage, "{what}");

@@ -34,11 +34,18 @@ fn header_matches_the_code() {
 fn version_macros_match_cargo_toml() {
     let header = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/nnunet_rt.h")).unwrap();
     let macro_value = |name: &str| -> u32 {
-        let line = header.lines().find(|l| l.starts_with(&format!("#define {name} "))).unwrap_or_else(|| panic!("{name} missing"));
+        let line = header
+            .lines()
+            .find(|l| l.starts_with(&format!("#define {name} ")))
+            .unwrap_or_else(|| panic!("{name} missing"));
         line.split_whitespace().nth(2).unwrap().parse().unwrap()
     };
     let parse = |v: &str| v.parse::<u32>().unwrap();
-    let (major, minor, patch) = (parse(env!("CARGO_PKG_VERSION_MAJOR")), parse(env!("CARGO_PKG_VERSION_MINOR")), parse(env!("CARGO_PKG_VERSION_PATCH")));
+    let (major, minor, patch) = (
+        parse(env!("CARGO_PKG_VERSION_MAJOR")),
+        parse(env!("CARGO_PKG_VERSION_MINOR")),
+        parse(env!("CARGO_PKG_VERSION_PATCH")),
+    );
     assert_eq!(macro_value("NNRT_VERSION_MAJOR"), major);
     assert_eq!(macro_value("NNRT_VERSION_MINOR"), minor);
     assert_eq!(macro_value("NNRT_VERSION_PATCH"), patch);

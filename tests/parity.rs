@@ -30,7 +30,8 @@ impl Case {
     }
 
     fn inputs(&self) -> Vec<PathBuf> {
-        let mut inputs: Vec<PathBuf> = std::fs::read_dir(self.dir.join("input")).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut inputs: Vec<PathBuf> =
+            std::fs::read_dir(self.dir.join("input")).unwrap().map(|e| e.unwrap().path()).collect();
         inputs.sort();
         inputs
     }
@@ -58,7 +59,11 @@ fn cases() -> Vec<Case> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.join("reference/case.json").is_file())
-        .map(|dir| Case { name: dir.file_name().unwrap().to_string_lossy().into_owned(), meta: common::read_json(&dir.join("reference/case.json")), dir })
+        .map(|dir| Case {
+            name: dir.file_name().unwrap().to_string_lossy().into_owned(),
+            meta: common::read_json(&dir.join("reference/case.json")),
+            dir,
+        })
         .collect();
     cases.sort_by(|a, b| a.name.cmp(&b.name));
     assert!(cases.len() >= 9, "expected the nine reference cases, found {}", cases.len());
@@ -134,7 +139,11 @@ fn preprocessing_matches_nnunet() {
         assert_eq!(ours.bbox.to_vec(), bbox, "{}: crop box", case.name);
         let diff = max_abs_diff(ours.data.iter().copied(), reference.iter().copied());
         let differing = ours.data.iter().zip(&reference).filter(|(a, b)| a != b).count();
-        eprintln!("{}: preprocessed max |diff| {diff:e}, {differing} of {} values not bit-identical", case.name, reference.len());
+        eprintln!(
+            "{}: preprocessed max |diff| {diff:e}, {differing} of {} values not bit-identical",
+            case.name,
+            reference.len()
+        );
         // Bit-identical except ZScore statistics, which numpy sums pairwise in float32 (we sum in
         // float64): that moves normalised values by an ulp or so.
         assert!(diff <= 1e-6 * 8.0, "{}: preprocessed arrays differ by {diff}", case.name);
@@ -152,7 +161,8 @@ fn logits_segmentation_and_probabilities_match_nnunet() {
     let mut report = Vec::new();
     for case in cases() {
         let options = case.options();
-        let model = Model::load(case.model_dir(), &LoadOptions { folds: Some(case.folds()), ..LoadOptions::default() }).unwrap();
+        let model = Model::load(case.model_dir(), &LoadOptions { folds: Some(case.folds()), ..LoadOptions::default() })
+            .unwrap();
         let plan = model.plan().clone();
         let image = nifti::read_channels(&case.inputs()).unwrap();
         let view = image.volume.view().unwrap();
@@ -190,11 +200,16 @@ fn logits_segmentation_and_probabilities_match_nnunet() {
 
         // Export of nnU-Net's own logits is deterministic arithmetic: it must give nnU-Net's labels exactly.
         let reference_logits = Array4::from_shape_vec(ours.raw_dim(), reference_f16).unwrap();
-        let reference_seg: Vec<u32> = nifti::read_image(&case.reference("seg.nii.gz")).unwrap().volume.data.iter().map(|&v| v as u32).collect();
+        let reference_seg: Vec<u32> =
+            nifti::read_image(&case.reference("seg.nii.gz")).unwrap().volume.data.iter().map(|&v| v as u32).collect();
         let exported = export::export(&reference_logits, &ours_pre, &plan, false);
         let exported_labels: Vec<u32> = (0..exported.labels.len()).map(|i| exported.labels.get(i)).collect();
         let export_mismatch = exported_labels.iter().zip(&reference_seg).filter(|(a, b)| a != b).count();
-        assert_eq!(export_mismatch, 0, "{}: export of the reference logits differs from nnU-Net's segmentation", case.name);
+        assert_eq!(
+            export_mismatch, 0,
+            "{}: export of the reference logits differs from nnU-Net's segmentation",
+            case.name
+        );
 
         if case.reference("probabilities.npy").is_file() {
             let with_probabilities = export::export(&reference_logits, &ours_pre, &plan, true);
@@ -225,15 +240,32 @@ fn logits_segmentation_and_probabilities_match_nnunet() {
 
         if let Some(expected) = case.meta.get("classification").filter(|c| !c.is_null()) {
             let ours = prediction.classification.as_ref().expect("the model has a classification head");
-            let expected_p: Vec<f64> = expected["probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            let expected_p: Vec<f64> =
+                expected["probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
             for (a, b) in ours.probabilities.iter().zip(&expected_p) {
-                assert!((a - b).abs() <= 1e-3, "{}: class probabilities {:?} vs {expected_p:?}", case.name, ours.probabilities);
+                assert!(
+                    (a - b).abs() <= 1e-3,
+                    "{}: class probabilities {:?} vs {expected_p:?}",
+                    case.name,
+                    ours.probabilities
+                );
             }
-            assert_eq!(ours.predicted as u64, expected["predicted_class"].as_u64().unwrap(), "{}: predicted class", case.name);
+            assert_eq!(
+                ours.predicted as u64,
+                expected["predicted_class"].as_u64().unwrap(),
+                "{}: predicted class",
+                case.name
+            );
             let mean = model.classify(&logits.evidence, ClassificationPolicy::Mean).unwrap();
-            let expected_mean: Vec<f64> = expected["mean_policy_probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            let expected_mean: Vec<f64> =
+                expected["mean_policy_probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
             for (a, b) in mean.probabilities.iter().zip(&expected_mean) {
-                assert!((a - b).abs() <= 1e-3, "{}: mean-policy probabilities {:?} vs {expected_mean:?}", case.name, mean.probabilities);
+                assert!(
+                    (a - b).abs() <= 1e-3,
+                    "{}: mean-policy probabilities {:?} vs {expected_mean:?}",
+                    case.name,
+                    mean.probabilities
+                );
             }
         }
     }
@@ -249,5 +281,3 @@ fn half_precision_reference_is_what_the_fixtures_hold() {
         let _: Vec<f16> = logits.to_f16().unwrap();
     }
 }
-
-

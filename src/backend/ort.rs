@@ -42,7 +42,13 @@ pub struct OrtNetwork {
 
 impl OrtNetwork {
     /// Loads `onnx_path` described by `metadata` into a session.
-    pub fn load(runtime: &Runtime, onnx_path: &Path, metadata: &ExportMetadata, tile_shape: [usize; 4], settings: &SessionSettings) -> Result<OrtNetwork> {
+    pub fn load(
+        runtime: &Runtime,
+        onnx_path: &Path,
+        metadata: &ExportMetadata,
+        tile_shape: [usize; 4],
+        settings: &SessionSettings,
+    ) -> Result<OrtNetwork> {
         let fail = |what: &str, e: ort::Error| {
             let kind = if what == "load" { ErrorKind::InvalidModel } else { ErrorKind::Runtime };
             Error::new(kind, format!("{}: cannot {what} the ONNX model: {e}", onnx_path.display()))
@@ -60,12 +66,18 @@ impl OrtNetwork {
         let cls_name = metadata.output(ROLE_CLASSIFICATION).map(|o| o.name.clone());
         for name in std::iter::once(&metadata.input.name) {
             if !session.inputs().iter().any(|i| i.name() == name) {
-                return Err(Error::invalid_model(format!("{}: the graph has no input named {name:?}", onnx_path.display())));
+                return Err(Error::invalid_model(format!(
+                    "{}: the graph has no input named {name:?}",
+                    onnx_path.display()
+                )));
             }
         }
         for name in std::iter::once(&seg_name).chain(cls_name.as_ref()) {
             if !session.outputs().iter().any(|o| o.name() == name) {
-                return Err(Error::invalid_model(format!("{}: the graph has no output named {name:?}", onnx_path.display())));
+                return Err(Error::invalid_model(format!(
+                    "{}: the graph has no output named {name:?}",
+                    onnx_path.display()
+                )));
             }
         }
         Ok(OrtNetwork { session, input_name: metadata.input.name.clone(), seg_name, cls_name, tile_shape })
@@ -73,17 +85,28 @@ impl OrtNetwork {
 }
 
 #[cfg(feature = "cuda")]
-fn register_device(builder: ort::session::builder::SessionBuilder, device: Device) -> Result<ort::session::builder::SessionBuilder> {
+fn register_device(
+    builder: ort::session::builder::SessionBuilder,
+    device: Device,
+) -> Result<ort::session::builder::SessionBuilder> {
     match device {
         Device::Cpu => Ok(builder),
         Device::Cuda(id) => builder
             .with_execution_providers([ort::ep::CUDA::default().with_device_id(id).build().error_on_failure()])
-            .map_err(|e| Error::new(ErrorKind::RuntimeUnavailable, format!("cannot register the CUDA execution provider on GPU {id}: {e}"))),
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::RuntimeUnavailable,
+                    format!("cannot register the CUDA execution provider on GPU {id}: {e}"),
+                )
+            }),
     }
 }
 
 #[cfg(not(feature = "cuda"))]
-fn register_device(builder: ort::session::builder::SessionBuilder, device: Device) -> Result<ort::session::builder::SessionBuilder> {
+fn register_device(
+    builder: ort::session::builder::SessionBuilder,
+    device: Device,
+) -> Result<ort::session::builder::SessionBuilder> {
     match device {
         Device::Cpu => Ok(builder),
         Device::Cuda(_) => Err(Error::new(

@@ -58,7 +58,10 @@ pub fn runtime(explicit: Option<&Path>) -> Result<&'static Runtime> {
 
 fn unavailable(tried: &[String]) -> Error {
     let list = if tried.is_empty() { "nothing".to_string() } else { tried.join("; ") };
-    Error::new(ErrorKind::RuntimeUnavailable, format!("ONNX Runtime library not found or not loadable; tried {list}. To fix: {FIX}"))
+    Error::new(
+        ErrorKind::RuntimeUnavailable,
+        format!("ONNX Runtime library not found or not loadable; tried {list}. To fix: {FIX}"),
+    )
 }
 
 fn load(path: &Path) -> std::result::Result<&'static Runtime, String> {
@@ -114,7 +117,9 @@ fn library_in(dir: &Path) -> Vec<PathBuf> {
         .flatten()
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n == name || n.starts_with(&format!("{name}."))))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n == name || n.starts_with(&format!("{name}.")))
+        })
         .collect();
     found.sort_by_key(|p| (p.file_name().map(|n| n.len()), p.clone()));
     found

@@ -2,7 +2,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::status::{clear_last_error, set_last_error, nnrt_status, NNRT_PANIC};
+use super::status::{clear_last_error, nnrt_status, set_last_error, NNRT_PANIC};
 
 /// Runs `body` so that no panic unwinds into C: a panic becomes `NNRT_PANIC` with its message as
 /// the last error. `on_panic` runs after a panic (e.g. to poison a model).
@@ -54,5 +54,7 @@ pub(crate) use try_status;
 pub(crate) unsafe fn str_arg<'a>(ptr: *const std::ffi::c_char, name: &str) -> crate::Result<&'a str> {
     // SAFETY: the caller guarantees a valid NUL-terminated string (checked non-NULL before).
     let text = unsafe { std::ffi::CStr::from_ptr(ptr) };
-    text.to_str().map_err(|_| crate::Error::new(crate::ErrorKind::InvalidArgument, format!("argument `{name}` is not valid UTF-8")))
+    text.to_str().map_err(|_| {
+        crate::Error::new(crate::ErrorKind::InvalidArgument, format!("argument `{name}` is not valid UTF-8"))
+    })
 }

@@ -4,7 +4,9 @@ use std::ffi::{c_char, c_void, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::boundary::{check_not_null, guard, str_arg, try_status};
-use super::options::{nnrt_options, nnrt_predict_options, NNRT_STAGE_EXPORT, NNRT_STAGE_NETWORK, NNRT_STAGE_PREPROCESS};
+use super::options::{
+    nnrt_options, nnrt_predict_options, NNRT_STAGE_EXPORT, NNRT_STAGE_NETWORK, NNRT_STAGE_PREPROCESS,
+};
 use super::result::nnrt_result;
 use super::status::*;
 use crate::error::{Error, ErrorKind};
@@ -83,35 +85,45 @@ pub struct nnrt_volume {
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`, `NNRT_IO`,
 /// `NNRT_INVALID_MODEL`, `NNRT_UNSUPPORTED_MODEL`, `NNRT_RUNTIME_UNAVAILABLE`, `NNRT_RUNTIME_ERROR`.
 #[no_mangle]
-pub extern "C" fn nnrt_model_load(model_dir: *const c_char, options: *const nnrt_options, out: *mut *mut nnrt_model) -> nnrt_status {
-    guard(|| {}, || {
-        check_not_null!(out);
-        // SAFETY: `out` is non-NULL and writable per the contract.
-        unsafe { *out = std::ptr::null_mut() };
-        check_not_null!(model_dir);
-        // SAFETY: non-NULL NUL-terminated string per the contract.
-        let dir = try_status!(unsafe { str_arg(model_dir, "model_dir") });
-        let defaults = LoadOptions::default();
-        // SAFETY: NULL or a live `nnrt_options` from `nnrt_options_new`.
-        let options = if options.is_null() { &defaults } else { unsafe { &(*options).inner } };
-        let model = try_status!(Model::load(dir, options));
-        // SAFETY: as above.
-        unsafe { *out = Box::into_raw(Box::new(nnrt_model::new(model))) };
-        NNRT_OK
-    })
+pub extern "C" fn nnrt_model_load(
+    model_dir: *const c_char,
+    options: *const nnrt_options,
+    out: *mut *mut nnrt_model,
+) -> nnrt_status {
+    guard(
+        || {},
+        || {
+            check_not_null!(out);
+            // SAFETY: `out` is non-NULL and writable per the contract.
+            unsafe { *out = std::ptr::null_mut() };
+            check_not_null!(model_dir);
+            // SAFETY: non-NULL NUL-terminated string per the contract.
+            let dir = try_status!(unsafe { str_arg(model_dir, "model_dir") });
+            let defaults = LoadOptions::default();
+            // SAFETY: NULL or a live `nnrt_options` from `nnrt_options_new`.
+            let options = if options.is_null() { &defaults } else { unsafe { &(*options).inner } };
+            let model = try_status!(Model::load(dir, options));
+            // SAFETY: as above.
+            unsafe { *out = Box::into_raw(Box::new(nnrt_model::new(model))) };
+            NNRT_OK
+        },
+    )
 }
 
 /// Frees a model. NULL is a no-op. Freeing twice, or while another thread uses the model, is
 /// undefined behaviour. Results stay valid after their model is freed.
 #[no_mangle]
 pub extern "C" fn nnrt_model_free(model: *mut nnrt_model) {
-    guard(|| {}, || {
-        if !model.is_null() {
-            // SAFETY: created by `nnrt_model_load`, freed once, not in use per the contract.
-            drop(unsafe { Box::from_raw(model) });
-        }
-        NNRT_OK
-    });
+    guard(
+        || {},
+        || {
+            if !model.is_null() {
+                // SAFETY: created by `nnrt_model_load`, freed once, not in use per the contract.
+                drop(unsafe { Box::from_raw(model) });
+            }
+            NNRT_OK
+        },
+    );
 }
 
 /// Borrows a checked model pointer.
@@ -137,20 +149,26 @@ macro_rules! write_out {
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_model_num_channels(model: *const nnrt_model, out: *mut usize) -> nnrt_status {
-    guard(|| {}, || {
-        let m = model_ref!(model);
-        write_out!(out, m.model.plan().channel_names.len())
-    })
+    guard(
+        || {},
+        || {
+            let m = model_ref!(model);
+            write_out!(out, m.model.plan().channel_names.len())
+        },
+    )
 }
 
 /// Number of output labels, background included (label values are 0..n-1).
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_model_num_labels(model: *const nnrt_model, out: *mut usize) -> nnrt_status {
-    guard(|| {}, || {
-        let m = model_ref!(model);
-        write_out!(out, m.label_names.len())
-    })
+    guard(
+        || {},
+        || {
+            let m = model_ref!(model);
+            write_out!(out, m.label_names.len())
+        },
+    )
 }
 
 /// Name of label `index` (from dataset.json).
@@ -158,22 +176,32 @@ pub extern "C" fn nnrt_model_num_labels(model: *const nnrt_model, out: *mut usiz
 /// Ownership: `*out` is borrowed from the model; valid until `nnrt_model_free`.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (index out of range).
 #[no_mangle]
-pub extern "C" fn nnrt_model_label_name(model: *const nnrt_model, index: usize, out: *mut *const c_char) -> nnrt_status {
-    guard(|| {}, || {
-        let m = model_ref!(model);
-        let name = try_status!(indexed(&m.label_names, index, "label"));
-        write_out!(out, name)
-    })
+pub extern "C" fn nnrt_model_label_name(
+    model: *const nnrt_model,
+    index: usize,
+    out: *mut *const c_char,
+) -> nnrt_status {
+    guard(
+        || {},
+        || {
+            let m = model_ref!(model);
+            let name = try_status!(indexed(&m.label_names, index, "label"));
+            write_out!(out, name)
+        },
+    )
 }
 
 /// Number of classes of the classification head; 0 when the model has none.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_model_num_classes(model: *const nnrt_model, out: *mut usize) -> nnrt_status {
-    guard(|| {}, || {
-        let m = model_ref!(model);
-        write_out!(out, m.class_names.len())
-    })
+    guard(
+        || {},
+        || {
+            let m = model_ref!(model);
+            write_out!(out, m.class_names.len())
+        },
+    )
 }
 
 /// Name of head class `index`.
@@ -181,22 +209,32 @@ pub extern "C" fn nnrt_model_num_classes(model: *const nnrt_model, out: *mut usi
 /// Ownership: `*out` is borrowed from the model; valid until `nnrt_model_free`.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (index out of range).
 #[no_mangle]
-pub extern "C" fn nnrt_model_class_name(model: *const nnrt_model, index: usize, out: *mut *const c_char) -> nnrt_status {
-    guard(|| {}, || {
-        let m = model_ref!(model);
-        let name = try_status!(indexed(&m.class_names, index, "class"));
-        write_out!(out, name)
-    })
+pub extern "C" fn nnrt_model_class_name(
+    model: *const nnrt_model,
+    index: usize,
+    out: *mut *const c_char,
+) -> nnrt_status {
+    guard(
+        || {},
+        || {
+            let m = model_ref!(model);
+            let name = try_status!(indexed(&m.class_names, index, "class"));
+            write_out!(out, name)
+        },
+    )
 }
 
 /// Number of folds in use.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_model_num_folds(model: *const nnrt_model, out: *mut usize) -> nnrt_status {
-    guard(|| {}, || {
-        let m = model_ref!(model);
-        write_out!(out, m.fold_names.len())
-    })
+    guard(
+        || {},
+        || {
+            let m = model_ref!(model);
+            write_out!(out, m.fold_names.len())
+        },
+    )
 }
 
 /// Name of fold `index` (`"0"`, `"all"`...).
@@ -205,39 +243,48 @@ pub extern "C" fn nnrt_model_num_folds(model: *const nnrt_model, out: *mut usize
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (index out of range).
 #[no_mangle]
 pub extern "C" fn nnrt_model_fold_name(model: *const nnrt_model, index: usize, out: *mut *const c_char) -> nnrt_status {
-    guard(|| {}, || {
-        let m = model_ref!(model);
-        let name = try_status!(indexed(&m.fold_names, index, "fold"));
-        write_out!(out, name)
-    })
+    guard(
+        || {},
+        || {
+            let m = model_ref!(model);
+            let name = try_status!(indexed(&m.fold_names, index, "fold"));
+            write_out!(out, name)
+        },
+    )
 }
 
 /// The model's target spacing in mm along x, y, z (the caller's axes): writes 3 doubles.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_model_spacing(model: *const nnrt_model, out_xyz: *mut f64) -> nnrt_status {
-    guard(|| {}, || {
-        let m = model_ref!(model);
-        check_not_null!(out_xyz);
-        let values = caller_axes(m.model.plan().spacing, m.model.plan().transpose_forward);
-        // SAFETY: non-NULL and, per the contract, room for 3 doubles.
-        unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out_xyz, 3) };
-        NNRT_OK
-    })
+    guard(
+        || {},
+        || {
+            let m = model_ref!(model);
+            check_not_null!(out_xyz);
+            let values = caller_axes(m.model.plan().spacing, m.model.plan().transpose_forward);
+            // SAFETY: non-NULL and, per the contract, room for 3 doubles.
+            unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out_xyz, 3) };
+            NNRT_OK
+        },
+    )
 }
 
 /// The network's patch size in voxels along x, y, z (the caller's axes): writes 3 sizes.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_model_patch_size(model: *const nnrt_model, out_xyz: *mut usize) -> nnrt_status {
-    guard(|| {}, || {
-        let m = model_ref!(model);
-        check_not_null!(out_xyz);
-        let values = caller_axes(m.model.plan().patch_size, m.model.plan().transpose_forward);
-        // SAFETY: non-NULL and, per the contract, room for 3 sizes.
-        unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out_xyz, 3) };
-        NNRT_OK
-    })
+    guard(
+        || {},
+        || {
+            let m = model_ref!(model);
+            check_not_null!(out_xyz);
+            let values = caller_axes(m.model.plan().patch_size, m.model.plan().transpose_forward);
+            // SAFETY: non-NULL and, per the contract, room for 3 sizes.
+            unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out_xyz, 3) };
+            NNRT_OK
+        },
+    )
 }
 
 /// A per-axis value of the plan (transposed z, y, x order) in the caller's x, y, z order.
@@ -251,10 +298,12 @@ fn caller_axes<T: Copy>(transposed: [T; 3], transpose_forward: [usize; 3]) -> [T
 }
 
 fn indexed(names: &[CString], index: usize, what: &str) -> crate::Result<*const c_char> {
-    names
-        .get(index)
-        .map(|n| n.as_ptr())
-        .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, format!("{what} index {index} is out of range (the model has {})", names.len())))
+    names.get(index).map(|n| n.as_ptr()).ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("{what} index {index} is out of range (the model has {})", names.len()),
+        )
+    })
 }
 
 /// Borrows the caller's voxels as a typed slice after checking the description.
@@ -280,7 +329,9 @@ unsafe fn voxels<'a>(v: &nnrt_volume, len: usize) -> crate::Result<VoxelData<'a>
         super::NNRT_DTYPE_I32 => slice!(i32, I32),
         super::NNRT_DTYPE_F32 => slice!(f32, F32),
         super::NNRT_DTYPE_F64 => slice!(f64, F64),
-        other => return Err(Error::invalid_argument(format!("volume dtype code {other} is unknown (use NNRT_DTYPE_*)"))),
+        other => {
+            return Err(Error::invalid_argument(format!("volume dtype code {other} is unknown (use NNRT_DTYPE_*)")))
+        }
     })
 }
 
@@ -315,7 +366,10 @@ pub extern "C" fn nnrt_predict(
         let m = model_ref!(model);
         check_not_null!(volume);
         if m.poisoned.load(Ordering::SeqCst) {
-            return fail(Error::new(ErrorKind::Poisoned, "the model is unusable: an earlier call panicked while using it; load it again"));
+            return fail(Error::new(
+                ErrorKind::Poisoned,
+                "the model is unusable: an earlier call panicked while using it; load it again",
+            ));
         }
         // SAFETY: non-NULL; a readable `nnrt_volume` per the contract (copied, not kept).
         let v = unsafe { *volume };
@@ -323,7 +377,10 @@ pub extern "C" fn nnrt_predict(
         check_not_null!(data);
         let count = v.dims.iter().chain(std::iter::once(&v.channels)).try_fold(1usize, |acc, &d| acc.checked_mul(d));
         let Some(count) = count.filter(|&n| n > 0 && n <= isize::MAX as usize / 8) else {
-            return fail(Error::invalid_image(format!("volume dims {:?} x {} channel(s) are zero or overflow", v.dims, v.channels)));
+            return fail(Error::invalid_image(format!(
+                "volume dims {:?} x {} channel(s) are zero or overflow",
+                v.dims, v.channels
+            )));
         };
         // SAFETY: per the contract `data` holds `count` elements of `dtype`, valid for the call.
         let data = try_status!(unsafe { voxels(&v, count) });

@@ -25,36 +25,45 @@ pub const NNRT_DEVICE_CUDA: u32 = 1;
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_options_new(out: *mut *mut nnrt_options) -> nnrt_status {
-    guard(|| {}, || {
-        check_not_null!(out);
-        let options = Box::new(nnrt_options { inner: LoadOptions::default() });
-        // SAFETY: `out` is non-NULL and, per the contract, points to writable storage.
-        unsafe { *out = Box::into_raw(options) };
-        NNRT_OK
-    })
+    guard(
+        || {},
+        || {
+            check_not_null!(out);
+            let options = Box::new(nnrt_options { inner: LoadOptions::default() });
+            // SAFETY: `out` is non-NULL and, per the contract, points to writable storage.
+            unsafe { *out = Box::into_raw(options) };
+            NNRT_OK
+        },
+    )
 }
 
 /// Frees load options. NULL is a no-op. Freeing twice is undefined behaviour.
 #[no_mangle]
 pub extern "C" fn nnrt_options_free(options: *mut nnrt_options) {
-    guard(|| {}, || {
-        if !options.is_null() {
-            // SAFETY: `options` came from `nnrt_options_new` and is freed once, per the contract.
-            drop(unsafe { Box::from_raw(options) });
-        }
-        NNRT_OK
-    });
+    guard(
+        || {},
+        || {
+            if !options.is_null() {
+                // SAFETY: `options` came from `nnrt_options_new` and is freed once, per the contract.
+                drop(unsafe { Box::from_raw(options) });
+            }
+            NNRT_OK
+        },
+    );
 }
 
 /// Applies `f` to the options behind a checked pointer.
 fn with_options(options: *mut nnrt_options, f: impl FnOnce(&mut LoadOptions) -> crate::Result<()>) -> nnrt_status {
-    guard(|| {}, || {
-        check_not_null!(options);
-        // SAFETY: non-NULL, created by `nnrt_options_new`, not used concurrently per the contract.
-        let options = unsafe { &mut *options };
-        try_status!(f(&mut options.inner));
-        NNRT_OK
-    })
+    guard(
+        || {},
+        || {
+            check_not_null!(options);
+            // SAFETY: non-NULL, created by `nnrt_options_new`, not used concurrently per the contract.
+            let options = unsafe { &mut *options };
+            try_status!(f(&mut options.inner));
+            NNRT_OK
+        },
+    )
 }
 
 /// Selects the device: `NNRT_DEVICE_CPU`, or `NNRT_DEVICE_CUDA` with a GPU index `device_id >= 0`.
@@ -85,25 +94,32 @@ pub extern "C" fn nnrt_options_set_threads(options: *mut nnrt_options, threads: 
 /// restores "every exported fold". The strings are copied.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (invalid UTF-8).
 #[no_mangle]
-pub extern "C" fn nnrt_options_set_folds(options: *mut nnrt_options, folds: *const *const c_char, count: usize) -> nnrt_status {
-    guard(|| {}, || {
-        check_not_null!(options);
-        if count > 0 {
-            check_not_null!(folds);
-        }
-        let mut names = Vec::with_capacity(count);
-        for i in 0..count {
-            // SAFETY: `folds` is non-NULL and points to `count` string pointers, per the contract.
-            let fold = unsafe { *folds.add(i) };
-            check_not_null!(fold);
-            // SAFETY: non-NULL NUL-terminated string per the contract.
-            names.push(try_status!(unsafe { str_arg(fold, "folds[i]") }).to_string());
-        }
-        // SAFETY: non-NULL, created by `nnrt_options_new`.
-        let options = unsafe { &mut *options };
-        options.inner.folds = (count > 0).then_some(names);
-        NNRT_OK
-    })
+pub extern "C" fn nnrt_options_set_folds(
+    options: *mut nnrt_options,
+    folds: *const *const c_char,
+    count: usize,
+) -> nnrt_status {
+    guard(
+        || {},
+        || {
+            check_not_null!(options);
+            if count > 0 {
+                check_not_null!(folds);
+            }
+            let mut names = Vec::with_capacity(count);
+            for i in 0..count {
+                // SAFETY: `folds` is non-NULL and points to `count` string pointers, per the contract.
+                let fold = unsafe { *folds.add(i) };
+                check_not_null!(fold);
+                // SAFETY: non-NULL NUL-terminated string per the contract.
+                names.push(try_status!(unsafe { str_arg(fold, "folds[i]") }).to_string());
+            }
+            // SAFETY: non-NULL, created by `nnrt_options_new`.
+            let options = unsafe { &mut *options };
+            options.inner.folds = (count > 0).then_some(names);
+            NNRT_OK
+        },
+    )
 }
 
 /// Sets the path of `libonnxruntime.so` to load (copied); NULL restores the search
@@ -112,18 +128,21 @@ pub extern "C" fn nnrt_options_set_folds(options: *mut nnrt_options, folds: *con
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (invalid UTF-8).
 #[no_mangle]
 pub extern "C" fn nnrt_options_set_ort_library(options: *mut nnrt_options, path: *const c_char) -> nnrt_status {
-    guard(|| {}, || {
-        check_not_null!(options);
-        let path = if path.is_null() {
-            None
-        } else {
-            // SAFETY: non-NULL NUL-terminated string per the contract.
-            Some(PathBuf::from(try_status!(unsafe { str_arg(path, "path") })))
-        };
-        // SAFETY: non-NULL, created by `nnrt_options_new`.
-        unsafe { (*options).inner.ort_library = path };
-        NNRT_OK
-    })
+    guard(
+        || {},
+        || {
+            check_not_null!(options);
+            let path = if path.is_null() {
+                None
+            } else {
+                // SAFETY: non-NULL NUL-terminated string per the contract.
+                Some(PathBuf::from(try_status!(unsafe { str_arg(path, "path") })))
+            };
+            // SAFETY: non-NULL, created by `nnrt_options_new`.
+            unsafe { (*options).inner.ort_library = path };
+            NNRT_OK
+        },
+    )
 }
 
 /// Prediction options (opaque). Create with `nnrt_predict_options_new`, free with
@@ -159,34 +178,50 @@ pub const NNRT_CLASSIFICATION_MEAN: u32 = 1;
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_predict_options_new(out: *mut *mut nnrt_predict_options) -> nnrt_status {
-    guard(|| {}, || {
-        check_not_null!(out);
-        let options = Box::new(nnrt_predict_options { inner: PredictOptions::default(), progress: None, user_data: std::ptr::null_mut() });
-        // SAFETY: `out` is non-NULL and writable per the contract.
-        unsafe { *out = Box::into_raw(options) };
-        NNRT_OK
-    })
+    guard(
+        || {},
+        || {
+            check_not_null!(out);
+            let options = Box::new(nnrt_predict_options {
+                inner: PredictOptions::default(),
+                progress: None,
+                user_data: std::ptr::null_mut(),
+            });
+            // SAFETY: `out` is non-NULL and writable per the contract.
+            unsafe { *out = Box::into_raw(options) };
+            NNRT_OK
+        },
+    )
 }
 
 /// Frees prediction options. NULL is a no-op. Freeing twice is undefined behaviour.
 #[no_mangle]
 pub extern "C" fn nnrt_predict_options_free(options: *mut nnrt_predict_options) {
-    guard(|| {}, || {
-        if !options.is_null() {
-            // SAFETY: created by `nnrt_predict_options_new`, freed once per the contract.
-            drop(unsafe { Box::from_raw(options) });
-        }
-        NNRT_OK
-    });
+    guard(
+        || {},
+        || {
+            if !options.is_null() {
+                // SAFETY: created by `nnrt_predict_options_new`, freed once per the contract.
+                drop(unsafe { Box::from_raw(options) });
+            }
+            NNRT_OK
+        },
+    );
 }
 
-fn with_predict_options(options: *mut nnrt_predict_options, f: impl FnOnce(&mut nnrt_predict_options) -> crate::Result<()>) -> nnrt_status {
-    guard(|| {}, || {
-        check_not_null!(options);
-        // SAFETY: non-NULL, created by `nnrt_predict_options_new`, not modified concurrently.
-        try_status!(f(unsafe { &mut *options }));
-        NNRT_OK
-    })
+fn with_predict_options(
+    options: *mut nnrt_predict_options,
+    f: impl FnOnce(&mut nnrt_predict_options) -> crate::Result<()>,
+) -> nnrt_status {
+    guard(
+        || {},
+        || {
+            check_not_null!(options);
+            // SAFETY: non-NULL, created by `nnrt_predict_options_new`, not modified concurrently.
+            try_status!(f(unsafe { &mut *options }));
+            NNRT_OK
+        },
+    )
 }
 
 fn invalid(message: String) -> crate::Error {
@@ -196,7 +231,10 @@ fn invalid(message: String) -> crate::Error {
 /// Sliding-window step as a fraction of the patch, in (0, 1].
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`.
 #[no_mangle]
-pub extern "C" fn nnrt_predict_options_set_step_size(options: *mut nnrt_predict_options, step_size: f64) -> nnrt_status {
+pub extern "C" fn nnrt_predict_options_set_step_size(
+    options: *mut nnrt_predict_options,
+    step_size: f64,
+) -> nnrt_status {
     with_predict_options(options, |o| {
         if !(step_size > 0.0 && step_size <= 1.0) {
             return Err(invalid(format!("step size {step_size} is outside (0, 1]")));
@@ -219,7 +257,10 @@ pub extern "C" fn nnrt_predict_options_set_tta(options: *mut nnrt_predict_option
 /// Also compute per-class probabilities (nonzero) or not (0, default).
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
-pub extern "C" fn nnrt_predict_options_set_probabilities(options: *mut nnrt_predict_options, enabled: i32) -> nnrt_status {
+pub extern "C" fn nnrt_predict_options_set_probabilities(
+    options: *mut nnrt_predict_options,
+    enabled: i32,
+) -> nnrt_status {
     with_predict_options(options, |o| {
         o.inner.probabilities = enabled != 0;
         Ok(())
@@ -229,7 +270,10 @@ pub extern "C" fn nnrt_predict_options_set_probabilities(options: *mut nnrt_pred
 /// Classification policy: `NNRT_CLASSIFICATION_LESION_WEIGHTED` or `NNRT_CLASSIFICATION_MEAN`.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`.
 #[no_mangle]
-pub extern "C" fn nnrt_predict_options_set_classification_policy(options: *mut nnrt_predict_options, policy: u32) -> nnrt_status {
+pub extern "C" fn nnrt_predict_options_set_classification_policy(
+    options: *mut nnrt_predict_options,
+    policy: u32,
+) -> nnrt_status {
     with_predict_options(options, |o| {
         o.inner.classification_policy = match policy {
             NNRT_CLASSIFICATION_LESION_WEIGHTED => ClassificationPolicy::LesionWeighted,
@@ -248,12 +292,19 @@ pub const NNRT_PRECISION_SINGLE: u32 = 1;
 /// Logit accumulation precision: `NNRT_PRECISION_HALF` (default) or `NNRT_PRECISION_SINGLE`.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`.
 #[no_mangle]
-pub extern "C" fn nnrt_predict_options_set_precision(options: *mut nnrt_predict_options, precision: u32) -> nnrt_status {
+pub extern "C" fn nnrt_predict_options_set_precision(
+    options: *mut nnrt_predict_options,
+    precision: u32,
+) -> nnrt_status {
     with_predict_options(options, |o| {
         o.inner.precision = match precision {
             NNRT_PRECISION_HALF => crate::Precision::Half,
             NNRT_PRECISION_SINGLE => crate::Precision::Single,
-            other => return Err(invalid(format!("precision {other} is unknown (NNRT_PRECISION_HALF or NNRT_PRECISION_SINGLE)"))),
+            other => {
+                return Err(invalid(format!(
+                    "precision {other} is unknown (NNRT_PRECISION_HALF or NNRT_PRECISION_SINGLE)"
+                )))
+            }
         };
         Ok(())
     })

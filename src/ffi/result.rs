@@ -30,13 +30,16 @@ impl nnrt_result {
 /// the result are invalid afterwards.
 #[no_mangle]
 pub extern "C" fn nnrt_result_free(result: *mut nnrt_result) {
-    guard(|| {}, || {
-        if !result.is_null() {
-            // SAFETY: created by `nnrt_predict`, freed once per the contract.
-            drop(unsafe { Box::from_raw(result) });
-        }
-        NNRT_OK
-    });
+    guard(
+        || {},
+        || {
+            if !result.is_null() {
+                // SAFETY: created by `nnrt_predict`, freed once per the contract.
+                drop(unsafe { Box::from_raw(result) });
+            }
+            NNRT_OK
+        },
+    );
 }
 
 macro_rules! result_ref {
@@ -53,35 +56,46 @@ macro_rules! result_ref {
 /// Ownership: `*data` is borrowed from the result; valid until `nnrt_result_free`.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
-pub extern "C" fn nnrt_result_labels(result: *const nnrt_result, data: *mut *const c_void, dtype: *mut u32, dims_xyz: *mut usize) -> nnrt_status {
-    guard(|| {}, || {
-        let r = result_ref!(result);
-        check_not_null!(data, dtype, dims_xyz);
-        let (pointer, code) = match &r.prediction.labels {
-            Labels::U8(v) => (v.as_ptr() as *const c_void, NNRT_DTYPE_U8),
-            Labels::U16(v) => (v.as_ptr() as *const c_void, NNRT_DTYPE_U16),
-        };
-        // SAFETY: all three are non-NULL and writable; `dims_xyz` has room for 3 sizes.
-        unsafe {
-            *data = pointer;
-            *dtype = code;
-            std::ptr::copy_nonoverlapping(r.prediction.dims.as_ptr(), dims_xyz, 3);
-        }
-        NNRT_OK
-    })
+pub extern "C" fn nnrt_result_labels(
+    result: *const nnrt_result,
+    data: *mut *const c_void,
+    dtype: *mut u32,
+    dims_xyz: *mut usize,
+) -> nnrt_status {
+    guard(
+        || {},
+        || {
+            let r = result_ref!(result);
+            check_not_null!(data, dtype, dims_xyz);
+            let (pointer, code) = match &r.prediction.labels {
+                Labels::U8(v) => (v.as_ptr() as *const c_void, NNRT_DTYPE_U8),
+                Labels::U16(v) => (v.as_ptr() as *const c_void, NNRT_DTYPE_U16),
+            };
+            // SAFETY: all three are non-NULL and writable; `dims_xyz` has room for 3 sizes.
+            unsafe {
+                *data = pointer;
+                *dtype = code;
+                std::ptr::copy_nonoverlapping(r.prediction.dims.as_ptr(), dims_xyz, 3);
+            }
+            NNRT_OK
+        },
+    )
 }
 
 /// Number of labels (background included): the probability channels and label values 0..n-1.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_result_num_labels(result: *const nnrt_result, out: *mut usize) -> nnrt_status {
-    guard(|| {}, || {
-        let r = result_ref!(result);
-        check_not_null!(out);
-        // SAFETY: non-NULL, writable.
-        unsafe { *out = r.prediction.label_names.len() };
-        NNRT_OK
-    })
+    guard(
+        || {},
+        || {
+            let r = result_ref!(result);
+            check_not_null!(out);
+            // SAFETY: non-NULL, writable.
+            unsafe { *out = r.prediction.label_names.len() };
+            NNRT_OK
+        },
+    )
 }
 
 /// Per-label softmax probabilities, float32, `num_labels` blocks of the input's voxel count,
@@ -91,34 +105,44 @@ pub extern "C" fn nnrt_result_num_labels(result: *const nnrt_result, out: *mut u
 /// Ownership: `*data` is borrowed from the result; valid until `nnrt_result_free`.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
-pub extern "C" fn nnrt_result_probabilities(result: *const nnrt_result, data: *mut *const f32, count: *mut usize) -> nnrt_status {
-    guard(|| {}, || {
-        let r = result_ref!(result);
-        check_not_null!(data, count);
-        let (pointer, n) = match &r.prediction.probabilities {
-            Some(p) => (p.as_ptr(), p.len()),
-            None => (std::ptr::null(), 0),
-        };
-        // SAFETY: non-NULL, writable.
-        unsafe {
-            *data = pointer;
-            *count = n;
-        }
-        NNRT_OK
-    })
+pub extern "C" fn nnrt_result_probabilities(
+    result: *const nnrt_result,
+    data: *mut *const f32,
+    count: *mut usize,
+) -> nnrt_status {
+    guard(
+        || {},
+        || {
+            let r = result_ref!(result);
+            check_not_null!(data, count);
+            let (pointer, n) = match &r.prediction.probabilities {
+                Some(p) => (p.as_ptr(), p.len()),
+                None => (std::ptr::null(), 0),
+            };
+            // SAFETY: non-NULL, writable.
+            unsafe {
+                *data = pointer;
+                *count = n;
+            }
+            NNRT_OK
+        },
+    )
 }
 
 /// Number of classification classes; 0 when the model has no classification head.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_result_num_classes(result: *const nnrt_result, out: *mut usize) -> nnrt_status {
-    guard(|| {}, || {
-        let r = result_ref!(result);
-        check_not_null!(out);
-        // SAFETY: non-NULL, writable.
-        unsafe { *out = r.class_names.len() };
-        NNRT_OK
-    })
+    guard(
+        || {},
+        || {
+            let r = result_ref!(result);
+            check_not_null!(out);
+            // SAFETY: non-NULL, writable.
+            unsafe { *out = r.class_names.len() };
+            NNRT_OK
+        },
+    )
 }
 
 fn classification(r: &nnrt_result) -> crate::Result<&crate::Classification> {
@@ -133,32 +157,42 @@ fn classification(r: &nnrt_result) -> crate::Result<&crate::Classification> {
 /// Ownership: `*data` is borrowed from the result; valid until `nnrt_result_free`.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (no classification head).
 #[no_mangle]
-pub extern "C" fn nnrt_result_class_probabilities(result: *const nnrt_result, data: *mut *const f64, count: *mut usize) -> nnrt_status {
-    guard(|| {}, || {
-        let r = result_ref!(result);
-        check_not_null!(data, count);
-        let c = try_status!(classification(r));
-        // SAFETY: non-NULL, writable.
-        unsafe {
-            *data = c.probabilities.as_ptr();
-            *count = c.probabilities.len();
-        }
-        NNRT_OK
-    })
+pub extern "C" fn nnrt_result_class_probabilities(
+    result: *const nnrt_result,
+    data: *mut *const f64,
+    count: *mut usize,
+) -> nnrt_status {
+    guard(
+        || {},
+        || {
+            let r = result_ref!(result);
+            check_not_null!(data, count);
+            let c = try_status!(classification(r));
+            // SAFETY: non-NULL, writable.
+            unsafe {
+                *data = c.probabilities.as_ptr();
+                *count = c.probabilities.len();
+            }
+            NNRT_OK
+        },
+    )
 }
 
 /// Index of the predicted class (the first maximum of the probabilities).
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (no classification head).
 #[no_mangle]
 pub extern "C" fn nnrt_result_predicted_class(result: *const nnrt_result, out: *mut usize) -> nnrt_status {
-    guard(|| {}, || {
-        let r = result_ref!(result);
-        check_not_null!(out);
-        let c = try_status!(classification(r));
-        // SAFETY: non-NULL, writable.
-        unsafe { *out = c.predicted };
-        NNRT_OK
-    })
+    guard(
+        || {},
+        || {
+            let r = result_ref!(result);
+            check_not_null!(out);
+            let c = try_status!(classification(r));
+            // SAFETY: non-NULL, writable.
+            unsafe { *out = c.predicted };
+            NNRT_OK
+        },
+    )
 }
 
 /// Name of class `index`.
@@ -166,31 +200,44 @@ pub extern "C" fn nnrt_result_predicted_class(result: *const nnrt_result, out: *
 /// Ownership: `*out` is borrowed from the result; valid until `nnrt_result_free`.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (no head, index out of range).
 #[no_mangle]
-pub extern "C" fn nnrt_result_class_name(result: *const nnrt_result, index: usize, out: *mut *const c_char) -> nnrt_status {
-    guard(|| {}, || {
-        let r = result_ref!(result);
-        check_not_null!(out);
-        try_status!(classification(r));
-        let Some(name) = r.class_names.get(index) else {
-            return fail(Error::new(ErrorKind::InvalidArgument, format!("class index {index} is out of range (the head has {})", r.class_names.len())));
-        };
-        // SAFETY: non-NULL, writable.
-        unsafe { *out = name.as_ptr() };
-        NNRT_OK
-    })
+pub extern "C" fn nnrt_result_class_name(
+    result: *const nnrt_result,
+    index: usize,
+    out: *mut *const c_char,
+) -> nnrt_status {
+    guard(
+        || {},
+        || {
+            let r = result_ref!(result);
+            check_not_null!(out);
+            try_status!(classification(r));
+            let Some(name) = r.class_names.get(index) else {
+                return fail(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("class index {index} is out of range (the head has {})", r.class_names.len()),
+                ));
+            };
+            // SAFETY: non-NULL, writable.
+            unsafe { *out = name.as_ptr() };
+            NNRT_OK
+        },
+    )
 }
 
 /// Milliseconds spent in preprocessing, the network stage and export: writes 3 doubles.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_result_timings_ms(result: *const nnrt_result, out: *mut f64) -> nnrt_status {
-    guard(|| {}, || {
-        let r = result_ref!(result);
-        check_not_null!(out);
-        let t = r.prediction.timings;
-        let values = [t.preprocess, t.network, t.export].map(|d| d.as_secs_f64() * 1e3);
-        // SAFETY: non-NULL with room for 3 doubles per the contract.
-        unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out, 3) };
-        NNRT_OK
-    })
+    guard(
+        || {},
+        || {
+            let r = result_ref!(result);
+            check_not_null!(out);
+            let t = r.prediction.timings;
+            let values = [t.preprocess, t.network, t.export].map(|d| d.as_secs_f64() * 1e3);
+            // SAFETY: non-NULL with room for 3 doubles per the contract.
+            unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out, 3) };
+            NNRT_OK
+        },
+    )
 }

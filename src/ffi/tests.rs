@@ -15,7 +15,11 @@ fn last_error() -> String {
 }
 
 fn fixture_model(name: &str) -> ModelFolder {
-    ModelFolder::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(name), Some(&["0".to_string()])).unwrap()
+    ModelFolder::open(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(name),
+        Some(&["0".to_string()]),
+    )
+    .unwrap()
 }
 
 /// A network that panics on its first run (a bug inside the boundary).
@@ -129,7 +133,10 @@ fn bad_volumes_are_refused_without_touching_the_buffer() {
         (nnrt_volume { spacing: [-1.0, 1.0, 1.0], ..volume(&data, [20, 20, 10]) }, NNRT_INVALID_IMAGE),
         (nnrt_volume { spacing: [f64::NAN, 1.0, 1.0], ..volume(&data, [20, 20, 10]) }, NNRT_INVALID_IMAGE),
         (nnrt_volume { spacing: [f64::INFINITY, 1.0, 1.0], ..volume(&data, [20, 20, 10]) }, NNRT_INVALID_IMAGE),
-        (nnrt_volume { direction: [1.0, 0.2, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0], ..volume(&data, [20, 20, 10]) }, NNRT_INVALID_IMAGE),
+        (
+            nnrt_volume { direction: [1.0, 0.2, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0], ..volume(&data, [20, 20, 10]) },
+            NNRT_INVALID_IMAGE,
+        ),
         (nnrt_volume { data: null(), ..volume(&data, [20, 20, 10]) }, NNRT_NULL_ARGUMENT),
     ];
     for (i, (v, expected)) in cases.iter().enumerate() {
@@ -172,7 +179,10 @@ fn cancellation_and_progress_through_the_callback() {
     let mut calls = 0u32;
     let mut options = null_mut();
     assert_eq!(nnrt_predict_options_new(&mut options), NNRT_OK);
-    assert_eq!(nnrt_predict_options_set_progress(options, Some(cancel_in_network), (&mut calls as *mut u32).cast()), NNRT_OK);
+    assert_eq!(
+        nnrt_predict_options_set_progress(options, Some(cancel_in_network), (&mut calls as *mut u32).cast()),
+        NNRT_OK
+    );
     let mut result = null_mut();
     assert_eq!(nnrt_predict(model, &volume(&data, [60, 60, 12]), options, &mut result), NNRT_CANCELLED);
     assert!(result.is_null());
@@ -243,15 +253,23 @@ fn metrics_of_two_label_buffers() {
     // Prediction: a 4x4x4 cube of label 1; reference: the same cube shifted by one voxel in x.
     let dims = [10usize, 10, 10];
     let cube = |shift: usize| -> Vec<u8> {
-        (0..1000).map(|i| {
-            let (x, y, z) = (i % 10, (i / 10) % 10, i / 100);
-            ((3 + shift..7 + shift).contains(&x) && (3..7).contains(&y) && (3..7).contains(&z)) as u8
-        }).collect()
+        (0..1000)
+            .map(|i| {
+                let (x, y, z) = (i % 10, (i / 10) % 10, i / 100);
+                ((3 + shift..7 + shift).contains(&x) && (3..7).contains(&y) && (3..7).contains(&z)) as u8
+            })
+            .collect()
     };
     let (p, r) = (cube(0), cube(1));
-    let describe = |v: &Vec<u8>| nnrt_label_volume { data: v.as_ptr().cast(), dtype: NNRT_DTYPE_U8, dims, spacing: [1.0; 3] };
+    let describe =
+        |v: &Vec<u8>| nnrt_label_volume { data: v.as_ptr().cast(), dtype: NNRT_DTYPE_U8, dims, spacing: [1.0; 3] };
     let mut out = null_mut();
-    assert_eq!(nnrt_evaluate_labels(&describe(&p), &describe(&r), c"cube=1".as_ptr(), 2.0, &mut out), NNRT_OK, "{}", last_error());
+    assert_eq!(
+        nnrt_evaluate_labels(&describe(&p), &describe(&r), c"cube=1".as_ptr(), 2.0, &mut out),
+        NNRT_OK,
+        "{}",
+        last_error()
+    );
     let (mut n, mut name, mut dice) = (0usize, null(), 0f64);
     assert_eq!(nnrt_metrics_num_regions(out, &mut n), NNRT_OK);
     assert_eq!(n, 1);
@@ -259,7 +277,10 @@ fn metrics_of_two_label_buffers() {
     // SAFETY: borrowed from the live metrics.
     assert_eq!(unsafe { CStr::from_ptr(name) }.to_str().unwrap(), "cube");
     assert!((dice - 0.75).abs() < 1e-12, "48 of 64 voxels overlap: {dice}");
-    assert_eq!(nnrt_metrics_region(out, 1, &mut name, &mut dice, null_mut(), null_mut(), null_mut()), NNRT_INVALID_ARGUMENT);
+    assert_eq!(
+        nnrt_metrics_region(out, 1, &mut name, &mut dice, null_mut(), null_mut(), null_mut()),
+        NNRT_INVALID_ARGUMENT
+    );
     nnrt_metrics_free(out);
     let small = nnrt_label_volume { dims: [5, 10, 10], ..describe(&p) };
     assert_eq!(nnrt_evaluate_labels(&small, &describe(&r), null(), 2.0, &mut out), NNRT_SHAPE_MISMATCH);

@@ -41,9 +41,7 @@ pub fn read_image(path: &Path) -> Result<NiftiImage> {
 /// Reads one file per channel (`CASE_0000.nii.gz`, `CASE_0001.nii.gz`, ...) into one volume.
 /// All channels must share dims and spacing, as SimpleITKIO requires.
 pub fn read_channels(paths: &[PathBuf]) -> Result<NiftiImage> {
-    let (first, rest) = paths
-        .split_first()
-        .ok_or_else(|| Error::invalid_argument("no image files given"))?;
+    let (first, rest) = paths.split_first().ok_or_else(|| Error::invalid_argument("no image files given"))?;
     let mut image = read_image(first)?;
     for path in rest {
         let next = read_image(path)?;
@@ -112,11 +110,8 @@ fn decode(object: InMemNiftiObject) -> Result<NiftiImage> {
         raw.iter().map(|&v| v as f32).collect()
     };
     let geometry = geometry_of(&header);
-    let image = NiftiImage {
-        volume: Volume { data, dims, channels, geometry },
-        header,
-        stored_type: format!("{datatype:?}"),
-    };
+    let image =
+        NiftiImage { volume: Volume { data, dims, channels, geometry }, header, stored_type: format!("{datatype:?}") };
     // Validates spacing, direction and finite voxels with the same messages as the C ABI.
     image.volume.view()?;
     Ok(image)
@@ -211,7 +206,8 @@ pub fn write_labels(path: &Path, labels: LabelData<'_>, dims: [usize; 3], refere
         .ok_or_else(|| Error::invalid_argument(format!("output path {} has no file name", path.display())))?;
     let compress = name.ends_with(".gz");
     let stem = name.trim_end_matches(".gz").trim_end_matches(".nii");
-    let partial = path.with_file_name(format!(".{stem}.partial-{}.nii{}", std::process::id(), if compress { ".gz" } else { "" }));
+    let partial =
+        path.with_file_name(format!(".{stem}.partial-{}.nii{}", std::process::id(), if compress { ".gz" } else { "" }));
     let mut header = reference.clone();
     header.dim = [3, dims[0] as u16, dims[1] as u16, dims[2] as u16, 1, 1, 1, 1];
     header.pixdim[4] = 0.0;
@@ -222,12 +218,17 @@ pub fn write_labels(path: &Path, labels: LabelData<'_>, dims: [usize; 3], refere
         let writer = WriterOptions::new(&partial).reference_header(&header).compress(compress);
         // The writer takes an (x, y, z)-indexed array; our (z, y, x) C-order buffer reversed is that.
         match labels {
-            LabelData::U8(v) => writer.write_nifti(&ArrayView3::from_shape(shape, v).map_err(shape_error)?.reversed_axes()),
-            LabelData::U16(v) => writer.write_nifti(&ArrayView3::from_shape(shape, v).map_err(shape_error)?.reversed_axes()),
+            LabelData::U8(v) => {
+                writer.write_nifti(&ArrayView3::from_shape(shape, v).map_err(shape_error)?.reversed_axes())
+            }
+            LabelData::U16(v) => {
+                writer.write_nifti(&ArrayView3::from_shape(shape, v).map_err(shape_error)?.reversed_axes())
+            }
         }
         .map_err(|e| Error::new(ErrorKind::Io, format!("cannot write {}: {e}", path.display())))
     })();
-    let result = written.and_then(|()| std::fs::rename(&partial, path).map_err(|e| Error::io("cannot move result to", path, e)));
+    let result =
+        written.and_then(|()| std::fs::rename(&partial, path).map_err(|e| Error::io("cannot move result to", path, e)));
     if result.is_err() {
         let _ = std::fs::remove_file(&partial);
     }
@@ -269,7 +270,10 @@ mod tests {
         // sform (-sx, -sy, sz) in RAS is the identity in LPS; origin flips x and y.
         assert_eq!(g.direction, [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
         assert_eq!(g.origin, [-10.0, -20.0, -5.0]);
-        let leftovers = std::fs::read_dir(&dir).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("partial")).count();
+        let leftovers = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("partial"))
+            .count();
         assert_eq!(leftovers, 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -36,12 +36,16 @@ impl NpyArray {
         Ok(match self.descr.as_str() {
             "<f2" => (0..n).map(|i| half::f16::from_le_bytes([b[2 * i], b[2 * i + 1]]).to_f32()).collect(),
             "<f4" => (0..n).map(|i| f32::from_le_bytes(b[4 * i..4 * i + 4].try_into().expect("4 bytes"))).collect(),
-            "<f8" => (0..n).map(|i| f64::from_le_bytes(b[8 * i..8 * i + 8].try_into().expect("8 bytes")) as f32).collect(),
+            "<f8" => {
+                (0..n).map(|i| f64::from_le_bytes(b[8 * i..8 * i + 8].try_into().expect("8 bytes")) as f32).collect()
+            }
             "|u1" => b[..n].iter().map(|&v| v as f32).collect(),
             "|i1" => b[..n].iter().map(|&v| v as i8 as f32).collect(),
             "<i2" => (0..n).map(|i| i16::from_le_bytes([b[2 * i], b[2 * i + 1]]) as f32).collect(),
             "<u2" => (0..n).map(|i| u16::from_le_bytes([b[2 * i], b[2 * i + 1]]) as f32).collect(),
-            "<i4" => (0..n).map(|i| i32::from_le_bytes(b[4 * i..4 * i + 4].try_into().expect("4 bytes")) as f32).collect(),
+            "<i4" => {
+                (0..n).map(|i| i32::from_le_bytes(b[4 * i..4 * i + 4].try_into().expect("4 bytes")) as f32).collect()
+            }
             other => return Err(Error::invalid_argument(format!("npy element type {other} is not supported"))),
         })
     }

@@ -158,7 +158,13 @@ impl ModelFolder {
                 folds[0].name
             )));
         }
-        Ok(ModelFolder { dir: dir.to_path_buf(), classification: first.classification.clone(), plan, folds, mirroring_axes })
+        Ok(ModelFolder {
+            dir: dir.to_path_buf(),
+            classification: first.classification.clone(),
+            plan,
+            folds,
+            mirroring_axes,
+        })
     }
 }
 
@@ -192,9 +198,9 @@ fn check_metadata(meta: &ExportMetadata, plan: &Plan, fold: &str, first: &Export
     if meta.configuration != first.configuration || meta.outputs.len() != first.outputs.len() {
         return Err(Error::invalid_model(format!("{file}: configuration or outputs differ from the first fold's")));
     }
-    let seg = meta.output(ROLE_SEGMENTATION).ok_or_else(|| {
-        Error::invalid_model(format!("{file}: no output with role \"{ROLE_SEGMENTATION}\""))
-    })?;
+    let seg = meta
+        .output(ROLE_SEGMENTATION)
+        .ok_or_else(|| Error::invalid_model(format!("{file}: no output with role \"{ROLE_SEGMENTATION}\"")))?;
     let dim = |shape: &[Value], i: usize| shape.get(i).and_then(Value::as_u64).map(|d| d as usize);
     let expected_in = [plan.channel_names.len(), plan.patch_size[0], plan.patch_size[1], plan.patch_size[2]];
     let found_in: Vec<Option<usize>> = (1..5).map(|i| dim(&meta.input.shape, i)).collect();

@@ -205,10 +205,9 @@ fn usize_list(value: Option<&Value>, key: &str) -> Result<Vec<usize>> {
     let list = value
         .and_then(Value::as_array)
         .ok_or_else(|| Error::invalid_model(format!("{key} is missing or not a list")))?;
-    list.iter()
-        .map(|v| v.as_u64().filter(|&n| n > 0).map(|n| n as usize))
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| Error::invalid_model(format!("{key} = {} is not a list of positive integers", Value::Array(list.clone()))))
+    list.iter().map(|v| v.as_u64().filter(|&n| n > 0).map(|n| n as usize)).collect::<Option<Vec<_>>>().ok_or_else(
+        || Error::invalid_model(format!("{key} = {} is not a list of positive integers", Value::Array(list.clone()))),
+    )
 }
 
 fn f64_list(value: Option<&Value>, key: &str) -> Result<Vec<f64>> {
@@ -377,11 +376,9 @@ fn resampling(config: &Map<String, Value>, key: &str, at: &dyn Fn(&str) -> Strin
     let int = |k: &str, default: usize| -> Result<usize> {
         match kwargs.and_then(|m| m.get(k)) {
             None | Some(Value::Null) => Ok(default),
-            Some(v) => v
-                .as_u64()
-                .filter(|&o| o <= 5)
-                .map(|o| o as usize)
-                .ok_or_else(|| Error::invalid_model(format!("{}.{k} = {v} is not a spline order 0..5", at(&kwargs_key)))),
+            Some(v) => v.as_u64().filter(|&o| o <= 5).map(|o| o as usize).ok_or_else(|| {
+                Error::invalid_model(format!("{}.{k} = {v} is not a spline order 0..5", at(&kwargs_key)))
+            }),
         }
     };
     let order = int("order", default_order)?;
@@ -395,7 +392,12 @@ fn resampling(config: &Map<String, Value>, key: &str, at: &dyn Fn(&str) -> Strin
     let force_separate_z = match kwargs.and_then(|m| m.get("force_separate_z")) {
         None | Some(Value::Null) => None,
         Some(Value::Bool(b)) => Some(*b),
-        Some(v) => return Err(Error::invalid_model(format!("{}.force_separate_z = {v} is not a boolean or null", at(&kwargs_key)))),
+        Some(v) => {
+            return Err(Error::invalid_model(format!(
+                "{}.force_separate_z = {v} is not a boolean or null",
+                at(&kwargs_key)
+            )))
+        }
     };
     Ok(ResamplingSpec { order, order_z, force_separate_z })
 }
@@ -445,7 +447,10 @@ mod tests {
         assert_eq!(plan.resample_probabilities.order, 1);
         match plan.normalization[0] {
             Normalization::Ct { lower, upper, mean, std } => {
-                assert_eq!((lower, upper, mean, std), (-55.99610900878906f32, 179.97802734375f32, 74.89175415039062f32, 44.09819793701172f32));
+                assert_eq!(
+                    (lower, upper, mean, std),
+                    (-55.99610900878906f32, 179.97802734375f32, 74.89175415039062f32, 44.09819793701172f32)
+                );
             }
             ref other => panic!("expected CT normalisation, got {other:?}"),
         }

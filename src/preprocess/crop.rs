@@ -34,11 +34,8 @@ pub fn nonzero_box(volume: &VolumeView<'_>, tf: [usize; 3], fill_mask: bool) -> 
             }
         }
     }
-    let input_box: [[usize; 2]; 3] = if hi[0] == 0 {
-        std::array::from_fn(|a| [0, input_shape[a]])
-    } else {
-        std::array::from_fn(|a| [lo[a], hi[a]])
-    };
+    let input_box: [[usize; 2]; 3] =
+        if hi[0] == 0 { std::array::from_fn(|a| [0, input_shape[a]]) } else { std::array::from_fn(|a| [lo[a], hi[a]]) };
     let bbox: [[usize; 2]; 3] = std::array::from_fn(|i| input_box[tf[i]]);
     if !fill_mask {
         return (bbox, None);
@@ -75,7 +72,13 @@ fn input_strides(volume: &VolumeView<'_>) -> [usize; 3] {
 
 /// Input offset of output voxel `o` (C order over `shape`, transposed axes, inside `bbox`).
 #[inline]
-pub(crate) fn input_offset(o: usize, shape: [usize; 3], bbox: &[[usize; 2]; 3], tf: [usize; 3], strides: [usize; 3]) -> usize {
+pub(crate) fn input_offset(
+    o: usize,
+    shape: [usize; 3],
+    bbox: &[[usize; 2]; 3],
+    tf: [usize; 3],
+    strides: [usize; 3],
+) -> usize {
     let idx = [o / (shape[1] * shape[2]), (o / shape[2]) % shape[1], o % shape[2]];
     (0..3).map(|i| (bbox[i][0] + idx[i]) * strides[tf[i]]).sum()
 }

@@ -74,10 +74,7 @@ pub fn preprocess(volume: &VolumeView<'_>, plan: &Plan) -> Result<Preprocessed> 
             plan.spacing,
             &plan.resample_data,
         );
-        out.index_axis_mut(ndarray::Axis(0), c)
-            .as_slice_mut()
-            .expect("standard layout")
-            .copy_from_slice(&resampled);
+        out.index_axis_mut(ndarray::Axis(0), c).as_slice_mut().expect("standard layout").copy_from_slice(&resampled);
     }
     Ok(Preprocessed { data: out, shape_before_cropping: shape, bbox, shape_after_cropping, original_spacing })
 }

@@ -41,9 +41,7 @@ pub fn normalize_channel(data: &mut [f32], scheme: &Normalization, mask: Option<
         }
         Normalization::RgbTo01 => {
             if let Some(bad) = data.iter().find(|v| !(0.0..=255.0).contains(*v)) {
-                return Err(Error::invalid_image(format!(
-                    "RGBTo01Normalization needs values in 0..255, found {bad}"
-                )));
+                return Err(Error::invalid_image(format!("RGBTo01Normalization needs values in 0..255, found {bad}")));
             }
             for v in data.iter_mut() {
                 *v /= 255.0;

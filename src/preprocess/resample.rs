@@ -146,7 +146,13 @@ fn min_max(data: &[f64]) -> (f64, f64) {
 }
 
 /// Separate-z: 2-D resize of every slice across `axis`, then nearest along `axis`.
-fn resample_separate_z<T: Sample>(data: &[f64], shape: [usize; 3], new_shape: [usize; 3], axis: usize, order: usize) -> Vec<T> {
+fn resample_separate_z<T: Sample>(
+    data: &[f64],
+    shape: [usize; 3],
+    new_shape: [usize; 3],
+    axis: usize,
+    order: usize,
+) -> Vec<T> {
     // The two in-plane axes, in order.
     let plane: Vec<usize> = (0..3).filter(|&a| a != axis).collect();
     let (pa, pb) = (plane[0], plane[1]);
@@ -174,7 +180,8 @@ fn resample_separate_z<T: Sample>(data: &[f64], shape: [usize; 3], new_shape: [u
         let slice = &slices[src];
         for a in 0..out_plane[0] {
             for b in 0..out_plane[1] {
-                out[k * out_strides[axis] + a * out_strides[pa] + b * out_strides[pb]] = T::from_f64(slice[a * out_plane[1] + b]);
+                out[k * out_strides[axis] + a * out_strides[pa] + b * out_strides[pb]] =
+                    T::from_f64(slice[a * out_plane[1] + b]);
             }
         }
     }
@@ -446,11 +453,36 @@ mod tests {
     #[test]
     fn cubic_resize_matches_skimage_golden_values() {
         let expected: [f32; 30] = [
-            -0.5244722, -0.035958637, 0.7135931, 1.375514, 2.178903, 2.7133512,
-            1.8939708, 2.3838692, 3.1303062, 3.7280939, 4.296969, 4.635369,
-            3.93508, 4.4399047, 5.1585793, 5.785598, 6.8235574, 7.600799,
-            1.1822301, 1.7238965, 2.375931, 3.308728, 6.4762735, 9.0,
-            -1.0, -1.0, -0.42767775, 0.741068, 5.475906, 9.0,
+            -0.5244722,
+            -0.035958637,
+            0.7135931,
+            1.375514,
+            2.178903,
+            2.7133512,
+            1.8939708,
+            2.3838692,
+            3.1303062,
+            3.7280939,
+            4.296969,
+            4.635369,
+            3.93508,
+            4.4399047,
+            5.1585793,
+            5.785598,
+            6.8235574,
+            7.600799,
+            1.1822301,
+            1.7238965,
+            2.375931,
+            3.308728,
+            6.4762735,
+            9.0,
+            -1.0,
+            -1.0,
+            -0.42767775,
+            0.741068,
+            5.475906,
+            9.0,
         ];
         assert_eq!(as_f32(&resize_2d(&IMAGE, [3, 4], [5, 6], 3)), expected);
     }
@@ -458,11 +490,9 @@ mod tests {
     #[test]
     fn linear_resize_matches_skimage_golden_values() {
         let expected: [f32; 30] = [
-            0.0, 0.5, 1.1666666, 1.8333334, 2.5, 3.0,
-            1.6, 2.1, 2.7666667, 3.4333334, 4.2, 4.8,
-            4.0, 4.5, 5.1666665, 5.8333335, 6.75, 7.5,
-            1.0, 1.5, 2.2666667, 3.3333333, 6.0, 8.4,
-            -1.0, -0.5, 0.33333334, 1.6666666, 5.5, 9.0,
+            0.0, 0.5, 1.1666666, 1.8333334, 2.5, 3.0, 1.6, 2.1, 2.7666667, 3.4333334, 4.2, 4.8, 4.0, 4.5, 5.1666665,
+            5.8333335, 6.75, 7.5, 1.0, 1.5, 2.2666667, 3.3333333, 6.0, 8.4, -1.0, -0.5, 0.33333334, 1.6666666, 5.5,
+            9.0,
         ];
         assert_eq!(as_f32(&resize_2d(&IMAGE, [3, 4], [5, 6], 1)), expected);
     }
@@ -488,7 +518,10 @@ mod tests {
 
     #[test]
     fn new_shape_rounds_half_to_even() {
-        assert_eq!(compute_new_shape([95, 512, 512], [2.5, 0.78125, 0.78125], [2.0, 0.73046875, 0.73046875]), [119, 548, 548]);
+        assert_eq!(
+            compute_new_shape([95, 512, 512], [2.5, 0.78125, 0.78125], [2.0, 0.73046875, 0.73046875]),
+            [119, 548, 548]
+        );
         assert_eq!(round_half_even(37.5), 38.0);
         assert_eq!(round_half_even(36.5), 36.0);
         assert_eq!(round_half_even(-0.5), -0.0);
@@ -516,7 +549,8 @@ mod tests {
     #[test]
     fn constant_volumes_stay_constant_in_every_path() {
         let data = vec![4.25f32; 5 * 6 * 7];
-        for (spacing, order) in [([3.5, 0.8, 0.8], 3), ([1.0, 0.9, 1.1], 3), ([3.5, 0.8, 0.8], 1), ([1.0, 1.0, 1.0], 1)] {
+        for (spacing, order) in [([3.5, 0.8, 0.8], 3), ([1.0, 0.9, 1.1], 3), ([3.5, 0.8, 0.8], 1), ([1.0, 1.0, 1.0], 1)]
+        {
             let spec = ResamplingSpec { order, order_z: 0, force_separate_z: None };
             let out = resample_channel(&data, [5, 6, 7], [9, 4, 8], spacing, [2.0, 1.0, 1.0], &spec);
             assert_eq!(out.len(), 9 * 4 * 8);

@@ -198,9 +198,8 @@ fn tile_evidence(averaged: &[f32], cls: &[f32], classes: usize, passes: usize) -
         }
     }
     let head = cls.len() / passes.max(1);
-    let class_logits = (0..head)
-        .map(|k| (0..passes).map(|p| cls[p * head + k] as f64).sum::<f64>() / passes as f64)
-        .collect();
+    let class_logits =
+        (0..head).map(|k| (0..passes).map(|p| cls[p * head + k] as f64).sum::<f64>() / passes as f64).collect();
     TileEvidence { class_logits, label_volume }
 }
 
@@ -257,7 +256,12 @@ mod tests {
         }
     }
 
-    fn run_identity(shape: [usize; 3], patch: [usize; 3], step: f64, flips: &[[bool; 3]]) -> (Array4<f32>, FoldLogits<f16>) {
+    fn run_identity(
+        shape: [usize; 3],
+        patch: [usize; 3],
+        step: f64,
+        flips: &[[bool; 3]],
+    ) -> (Array4<f32>, FoldLogits<f16>) {
         let channels = 2;
         let n: usize = shape.iter().product();
         let data = Array4::from_shape_fn((channels, shape[0], shape[1], shape[2]), |(c, z, y, x)| {
@@ -265,7 +269,8 @@ mod tests {
         });
         let grid = TileGrid::new(shape, patch, step).unwrap();
         let gaussian = gaussian::gaussian_map(patch);
-        let settings = WindowSettings { grid: &grid, gaussian: &gaussian, flips, classes: channels, collect_evidence: true };
+        let settings =
+            WindowSettings { grid: &grid, gaussian: &gaussian, flips, classes: channels, collect_evidence: true };
         let padded = pad(data.view(), &grid);
         let mut net = Identity { channels, calls: 0 };
         let mut ticks = 0;
@@ -336,10 +341,18 @@ mod tests {
         let patch = [8, 8, 8];
         let grid = TileGrid::new([11, 9, 13], patch, 0.5).unwrap();
         let gaussian = gaussian::gaussian_map(patch);
-        let settings = WindowSettings { grid: &grid, gaussian: &gaussian, flips: &[], classes: 1, collect_evidence: false };
+        let settings =
+            WindowSettings { grid: &grid, gaussian: &gaussian, flips: &[], classes: 1, collect_evidence: false };
         let data = Array4::from_shape_fn((1, 11, 9, 13), |(_, z, y, x)| (z * 100 + y * 10 + x) as f32);
         let mut net = Identity { channels: 1, calls: 0 };
-        let out: FoldLogits<f32> = predict_fold(&pad(data.view(), &grid), &settings, &mut net, &mut TileBuffers::default(), &mut |_, _| Ok(())).unwrap();
+        let out: FoldLogits<f32> = predict_fold(
+            &pad(data.view(), &grid),
+            &settings,
+            &mut net,
+            &mut TileBuffers::default(),
+            &mut |_, _| Ok(()),
+        )
+        .unwrap();
         for (a, b) in out.logits.iter().zip(data.iter()) {
             assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
         }

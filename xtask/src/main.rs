@@ -56,7 +56,8 @@ fn python() -> String {
 /// libraries into `.ort/lib` (or `.ort/lib-gpu`). Returns the path of `libonnxruntime.so`.
 fn fetch_ort(gpu: bool) -> Result<PathBuf, String> {
     let root = root();
-    let (package, lib_dir) = if gpu { ("onnxruntime-gpu", root.join(".ort/lib-gpu")) } else { ("onnxruntime", root.join(".ort/lib")) };
+    let (package, lib_dir) =
+        if gpu { ("onnxruntime-gpu", root.join(".ort/lib-gpu")) } else { ("onnxruntime", root.join(".ort/lib")) };
     let target = lib_dir.join("libonnxruntime.so");
     if target.is_file() {
         return Ok(target);
@@ -89,7 +90,8 @@ with zipfile.ZipFile(wheel) as z:
 "#;
     run(Command::new(python()).arg("-c").arg(script).arg(&wheel).arg(&lib_dir))?;
     let versioned = lib_dir.join(format!("libonnxruntime.so.{ORT_VERSION}"));
-    std::fs::copy(&versioned, &target).map_err(|e| format!("cannot copy {} to {}: {e}", versioned.display(), target.display()))?;
+    std::fs::copy(&versioned, &target)
+        .map_err(|e| format!("cannot copy {} to {}: {e}", versioned.display(), target.display()))?;
     if gpu {
         eprintln!(
             "xtask: the CUDA provider also needs CUDA 12 and cuDNN 9 libraries on the loader path (e.g. from the nvidia-* wheels on PyPI)"
@@ -106,9 +108,15 @@ fn demo() -> Result<(), String> {
     std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
     let binary = root.join("target/release/nnunet-rt");
     run(Command::new(&binary).current_dir(&root).args(["info", "-m", "demo/model"]))?;
-    run(Command::new(&binary)
-        .current_dir(&root)
-        .args(["predict", "-m", "demo/model", "-i", "demo/ct.nii.gz", "-o", "target/demo/ct_seg.nii.gz"]))?;
+    run(Command::new(&binary).current_dir(&root).args([
+        "predict",
+        "-m",
+        "demo/model",
+        "-i",
+        "demo/ct.nii.gz",
+        "-o",
+        "target/demo/ct_seg.nii.gz",
+    ]))?;
     let report = std::fs::read_to_string(out_dir.join("ct_seg.json")).map_err(|e| e.to_string())?;
     println!("{report}");
     println!("labels written to target/demo/ct_seg.nii.gz, report to target/demo/ct_seg.json");

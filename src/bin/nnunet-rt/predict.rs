@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 
 use nnunet_rt::io::nifti::{self, LabelData};
 use nnunet_rt::io::npy;
-use nnunet_rt::{ClassificationPolicy, Device, Error, ErrorKind, Labels, LoadOptions, Model, PredictOptions, Precision, Prediction, Result, Stage};
+use nnunet_rt::{
+    ClassificationPolicy, Device, Error, ErrorKind, Labels, LoadOptions, Model, Precision, PredictOptions, Prediction,
+    Result, Stage,
+};
 use serde_json::json;
 
 /// Options shared by commands that load a model.
@@ -116,7 +119,11 @@ pub fn run(args: PredictArgs) -> Result<()> {
         step_size: args.step_size,
         mirroring: !args.disable_tta,
         probabilities: args.save_probabilities,
-        classification_policy: if args.classification_policy == "mean" { ClassificationPolicy::Mean } else { ClassificationPolicy::LesionWeighted },
+        classification_policy: if args.classification_policy == "mean" {
+            ClassificationPolicy::Mean
+        } else {
+            ClassificationPolicy::LesionWeighted
+        },
         precision: if args.precision == "single" { Precision::Single } else { Precision::Half },
         memory_limit: args.memory_limit,
     };
@@ -178,7 +185,14 @@ fn predict_case(model: &Model, case: &Case, options: &PredictOptions, quiet: boo
     Ok(())
 }
 
-fn report(model: &Model, case: &Case, p: &Prediction, options: &PredictOptions, read: std::time::Duration, write: std::time::Duration) -> serde_json::Value {
+fn report(
+    model: &Model,
+    case: &Case,
+    p: &Prediction,
+    options: &PredictOptions,
+    read: std::time::Duration,
+    write: std::time::Duration,
+) -> serde_json::Value {
     let counts = p.labels.counts(p.label_names.len());
     let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
     let classification = p.classification.as_ref().map(|c| {
@@ -220,7 +234,8 @@ fn report(model: &Model, case: &Case, p: &Prediction, options: &PredictOptions, 
 fn summarise(case: &Case, p: &Prediction) {
     let counts = p.labels.counts(p.label_names.len());
     let labels: Vec<String> = p.label_names.iter().zip(&counts).map(|(n, c)| format!("{n} {c}")).collect();
-    let mut line = format!("{}: {} -> {} [{}]", case.id, case.inputs[0].display(), case.output.display(), labels.join(", "));
+    let mut line =
+        format!("{}: {} -> {} [{}]", case.id, case.inputs[0].display(), case.output.display(), labels.join(", "));
     if let Some(c) = &p.classification {
         line += &format!("; class {} (p = {:.3})", c.class_names[c.predicted], c.probabilities[c.predicted]);
     }
@@ -248,10 +263,16 @@ fn is_nifti(path: &Path) -> bool {
 fn cases(input: &Path, output: &Path) -> Result<Vec<Case>> {
     if input.is_file() {
         if !is_nifti(input) {
-            return Err(Error::new(ErrorKind::InvalidArgument, format!("{} is not a .nii or .nii.gz file", input.display())));
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("{} is not a .nii or .nii.gz file", input.display()),
+            ));
         }
         if output.is_dir() || !is_nifti(output) {
-            return Err(Error::new(ErrorKind::InvalidArgument, format!("for a file input, the output {} must be a .nii or .nii.gz file path", output.display())));
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("for a file input, the output {} must be a .nii or .nii.gz file path", output.display()),
+            ));
         }
         if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
             if !parent.is_dir() {
@@ -279,7 +300,10 @@ fn cases(input: &Path, output: &Path) -> Result<Vec<Case>> {
         }
     }
     if groups.is_empty() {
-        return Err(Error::new(ErrorKind::InvalidArgument, format!("{} holds no CASE_XXXX.nii.gz files", input.display())));
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("{} holds no CASE_XXXX.nii.gz files", input.display()),
+        ));
     }
     std::fs::create_dir_all(output).map_err(|e| Error::io("cannot create", output, e))?;
     Ok(groups
@@ -294,7 +318,9 @@ fn cases(input: &Path, output: &Path) -> Result<Vec<Case>> {
 
 /// Position of nnU-Net's `_XXXX` channel suffix in a file stem, if it has one.
 fn channel_suffix(stem: &str) -> Option<usize> {
-    stem.len().checked_sub(5).filter(|&i| stem.as_bytes()[i] == b'_' && stem[i + 1..].bytes().all(|b| b.is_ascii_digit()))
+    stem.len()
+        .checked_sub(5)
+        .filter(|&i| stem.as_bytes()[i] == b'_' && stem[i + 1..].bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A one-line progress bar on stderr.
@@ -316,7 +342,14 @@ impl ProgressBar {
         }
         self.last = Some((stage, percent));
         let filled = (fraction * 30.0).round() as usize;
-        eprint!("\r{} {:<10} [{}{}] {:3}%", self.case, stage.name(), "#".repeat(filled), " ".repeat(30 - filled.min(30)), percent);
+        eprint!(
+            "\r{} {:<10} [{}{}] {:3}%",
+            self.case,
+            stage.name(),
+            "#".repeat(filled),
+            " ".repeat(30 - filled.min(30)),
+            percent
+        );
         let _ = std::io::stderr().flush();
     }
 
@@ -342,9 +375,15 @@ pub fn info(args: InfoArgs) -> Result<()> {
     let order: Vec<&str> = plan.transpose_forward.iter().map(|&a| axes[a]).collect();
     println!("model        {}", folder.dir.display());
     println!("config       {}", plan.configuration);
-    println!("channels     {}", plan.channel_names.iter().enumerate().map(|(i, n)| format!("{i}: {n}")).collect::<Vec<_>>().join(", "));
+    println!(
+        "channels     {}",
+        plan.channel_names.iter().enumerate().map(|(i, n)| format!("{i}: {n}")).collect::<Vec<_>>().join(", ")
+    );
     println!("normalise    {}", plan.normalization.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join("; "));
-    println!("labels       {}", plan.labels.iter().map(|l| format!("{}: {}", l.value, l.name)).collect::<Vec<_>>().join(", "));
+    println!(
+        "labels       {}",
+        plan.labels.iter().map(|l| format!("{}: {}", l.value, l.name)).collect::<Vec<_>>().join(", ")
+    );
     println!("spacing      {:?} mm (axes {})", plan.spacing, order.join(", "));
     println!("patch        {:?} voxels", plan.patch_size);
     println!("folds        {}", model.fold_names().join(", "));
