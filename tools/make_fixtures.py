@@ -959,6 +959,7 @@ def classification_reference(case: dict, model_dir: Path, pdata: np.ndarray, log
 
 
 def make_demo(log=print):
+    from nnunetv2.inference.export_prediction import export_prediction_from_logits
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     log("== demo")
@@ -984,11 +985,15 @@ def make_demo(log=print):
         shutil.rmtree(dest)
     shutil.copytree(FIXTURES / "models" / "multitask_ct", dest)
     case = dict(step=0.5, mirror=True, folds=MODELS["multitask_ct"]["folds"])
-    pred = _make_predictor(nnUNetPredictor, WORK / "models" / "multitask_ct", case)
+    model_dir = WORK / "models" / "multitask_ct"
+    pred = _make_predictor(nnUNetPredictor, model_dir, case)
+    pm, cm, dsj = pred.plans_manager, pred.configuration_manager, pred.dataset_json
+    pdata, _, props = cm.preprocessor_class(verbose=False).run_case([str(DEMO / "ct.nii.gz")], None, pm, cm, dsj)
+    logits = pred.predict_logits_from_preprocessed_data(torch.from_numpy(pdata)).cpu()
     with tempfile.TemporaryDirectory() as tmp:
-        with contextlib.redirect_stdout(io.StringIO()):
-            pred.predict_from_files_sequential([[str(DEMO / "ct.nii.gz")]], [os.path.join(tmp, "ct")])
+        export_prediction_from_logits(logits.clone(), props, cm, pm, dsj, os.path.join(tmp, "ct"), False)
         seg = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(tmp, "ct.nii.gz")))
+    cls = classification_reference(case, model_dir, pdata, logits, log)
     counts = {int(k): int(v) for k, v in zip(*np.unique(seg, return_counts=True))}
     truth = {int(k): int(v) for k, v in zip(*np.unique(labels, return_counts=True))}
     dice = {}
@@ -996,8 +1001,9 @@ def make_demo(log=print):
         den = (seg == k).sum() + (labels == k).sum()
         dice[k] = float(2 * ((seg == k) & (labels == k)).sum() / den) if den else float("nan")
     log(f"   demo ct {shape} spacing {spacing_xyz}: nnU-Net labels {counts}, synthetic truth {truth}, "
-        f"Dice {dice}")
-    return dict(counts=counts, truth=truth, dice=dice)
+        f"Dice {dice}; class {SUBTYPES[cls['predicted_class']]} {np.round(cls['probabilities'], 4).tolist()}, "
+        f"synthetic subtype {SUBTYPES[scene['lesion']['subtype']]}")
+    return dict(counts=counts, truth=truth, dice=dice, classification=cls)
 
 
 # --------------------------------------------------------------------------------------------
