@@ -62,6 +62,19 @@ impl Default for PredictOptions {
     }
 }
 
+impl PredictOptions {
+    /// Checks the settings before any work: the step size must be in (0, 1].
+    pub fn validate(&self) -> Result<()> {
+        if !(self.step_size > 0.0 && self.step_size <= 1.0) {
+            return Err(Error::invalid_argument(format!(
+                "step size {} is outside (0, 1]; nnU-Net's default is 0.5",
+                self.step_size
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// How logits are accumulated over tiles and folds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
@@ -276,6 +289,7 @@ impl Model {
     ) -> Result<Prediction> {
         let mut report =
             |stage: Stage, fraction: f64| if progress(stage, fraction) { Ok(()) } else { Err(Error::cancelled()) };
+        options.validate()?;
         if let Some(limit) = options.memory_limit {
             let needed = self.estimate_peak_bytes(volume, options);
             if needed > limit {

@@ -113,8 +113,6 @@ struct Case {
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
-    let cases = cases(&args.input, &args.output)?;
-    let model = args.model.load()?;
     let options = PredictOptions {
         step_size: args.step_size,
         mirroring: !args.disable_tta,
@@ -127,6 +125,10 @@ pub fn run(args: PredictArgs) -> Result<()> {
         precision: if args.precision == "single" { Precision::Single } else { Precision::Half },
         memory_limit: args.memory_limit,
     };
+    // Bad arguments fail before the model or any file is touched.
+    options.validate()?;
+    let cases = cases(&args.input, &args.output)?;
+    let model = args.model.load()?;
     let mut failures = 0;
     for case in &cases {
         if let Err(err) = predict_case(&model, case, &options, args.quiet) {
