@@ -968,14 +968,12 @@ def make_demo(log=print):
     spacing_xyz = (0.8, 0.8, 2.5)
     sp = tuple(reversed(spacing_xyz))
     fov = [n * s for n, s in zip(shape, sp)]
-    scene = random_scene(rng, fov, lesion=True, subtype=1, modality="ct")
-    # a larger pancreas and lesion than the training scenes' minimum, near the centre
-    scene["pancreas"]["a"] = (9.0, 7.0, 14.0)
+    # a hypodense (subtype0) lesion; sizes as in the training scenes, pancreas moved near the centre
+    scene = random_scene(rng, fov, lesion=True, subtype=0, modality="ct")
     scene["pancreas"]["c"] = np.array([0.0, 4.0, -3.0])
     th = scene["pancreas"]["theta"]
     scene["lesion"]["c"] = scene["pancreas"]["c"] + np.array([0.0, 4.0 * np.sin(th), 4.0 * np.cos(th)])
-    scene["lesion"]["r"] = 4.5
-    scene["vessel"]["c"] = (4.0, -3.0 + 20.0)
+    scene["vessel"]["c"] = (4.0, 17.0)
     data, labels = render(scene, shape, sp, rng)
     DEMO.mkdir(exist_ok=True)
     write_image(np.round(data[0]).astype(np.int16), DEMO / "ct.nii.gz", spacing_xyz, (-38.4, -38.4, -50.0),
@@ -994,6 +992,7 @@ def make_demo(log=print):
         export_prediction_from_logits(logits.clone(), props, cm, pm, dsj, os.path.join(tmp, "ct"), False)
         seg = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(tmp, "ct.nii.gz")))
     cls = classification_reference(case, model_dir, pdata, logits, log)
+    (WORK / "demo_classification.json").write_text(json.dumps(cls, indent=1) + "\n")
     counts = {int(k): int(v) for k, v in zip(*np.unique(seg, return_counts=True))}
     truth = {int(k): int(v) for k, v in zip(*np.unique(labels, return_counts=True))}
     dice = {}
