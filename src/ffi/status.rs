@@ -68,12 +68,13 @@ pub(crate) fn fail(err: Error) -> nnrt_status {
 /// Records a message for a status that has no `Error` behind it (NULL arguments, panics).
 pub(crate) fn set_last_error(message: &str) {
     let text = CString::new(message.replace('\0', " ")).unwrap_or_default();
-    LAST_ERROR.with(|slot| *slot.borrow_mut() = text);
+    // Ignored after the thread-local's destruction: there is no one left to read the message.
+    let _ = LAST_ERROR.try_with(|slot| *slot.borrow_mut() = text);
 }
 
 /// Clears this thread's last error (each fallible call starts with a clean slate).
 pub(crate) fn clear_last_error() {
-    LAST_ERROR.with(|slot| *slot.borrow_mut() = CString::default());
+    let _ = LAST_ERROR.try_with(|slot| *slot.borrow_mut() = CString::default());
 }
 
 /// Message of the last failed call on this thread, or "" when the last call succeeded.
@@ -81,9 +82,11 @@ pub(crate) fn clear_last_error() {
 /// Ownership: borrowed; valid until the next nnunet-rt call on this thread. Never NULL.
 #[no_mangle]
 pub extern "C" fn nnrt_last_error_message() -> *const c_char {
-    // A thread-local read cannot unwind; the pointer stays valid until the slot is overwritten,
-    // which only an nnunet-rt call on this same thread does.
-    LAST_ERROR.with(|slot| slot.borrow().as_ptr())
+    // No panic may leave this function: `try_with` fails instead of panicking when the
+    // thread-local is already destroyed (a call from a thread-exit destructor), and the slot is
+    // never borrowed mutably while this runs (only this thread writes it, and not reentrantly).
+    // The pointer stays valid until an nnunet-rt call on this same thread overwrites the slot.
+    LAST_ERROR.try_with(|slot| slot.borrow().as_ptr()).unwrap_or(c"".as_ptr())
 }
 
 /// A static, human-readable name for a status code (unknown codes included). Never NULL.
