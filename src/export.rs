@@ -66,21 +66,20 @@ pub fn resample_logits<T: LogitScalar>(logits: &Array4<T>, pre: &Preprocessed, p
     let shape = [logits.shape()[1], logits.shape()[2], logits.shape()[3]];
     let target = pre.shape_after_cropping;
     let classes = logits.shape()[0];
-    let mut out = Array4::<T>::default((classes, target[0], target[1], target[2]));
-    for (c, mut block) in out.outer_iter_mut().enumerate() {
+    let mut out = Vec::with_capacity(classes * target.iter().product::<usize>());
+    for c in 0..classes {
         let channel = logits.index_axis(ndarray::Axis(0), c);
         let channel = channel.as_standard_layout();
-        let resampled = resample::resample_channel(
+        out.extend(resample::resample_channel(
             channel.as_slice().expect("standard layout"),
             shape,
             target,
             plan.spacing,
             pre.original_spacing,
             &plan.resample_probabilities,
-        );
-        block.as_slice_mut().expect("standard layout").copy_from_slice(&resampled);
+        ));
     }
-    out
+    Array4::from_shape_vec((classes, target[0], target[1], target[2]), out).expect("sizes match")
 }
 
 /// Argmax (first maximum), un-crop and un-transpose; softmax probabilities when asked.
@@ -128,28 +127,33 @@ pub fn export<T: LogitScalar>(
     let tf = plan.transpose_forward;
     let input_shape: [usize; 3] = std::array::from_fn(|a| full[plan.transpose_backward[a]]);
     let strides = [input_shape[1] * input_shape[2], input_shape[2], 1];
-    let position = |o: usize| crop::input_offset(o, crop_shape, &pre.bbox, tf, strides);
+    let rows = crop::CropRows::new(crop_shape, &pre.bbox, tf, strides);
+    let row_len = crop_shape[2];
+    // Writes every crop voxel's value at its input position, a row at a time.
+    fn paste<S: Copy, D>(rows: &crop::CropRows, row_len: usize, values: &[S], out: &mut [D], convert: impl Fn(S) -> D) {
+        let stride = rows.stride();
+        for (r, row) in values.chunks(row_len).enumerate() {
+            let start = rows.start(r);
+            for (k, &v) in row.iter().enumerate() {
+                out[start + k * stride] = convert(v);
+            }
+        }
+    }
     let labels = if classes <= 256 {
         let mut out = vec![0u8; total];
-        for (o, &l) in crop_labels.iter().enumerate() {
-            out[position(o)] = l as u8;
-        }
+        paste(&rows, row_len, &crop_labels, &mut out, |l| l as u8);
         Labels::U8(out)
     } else {
         let mut out = vec![0u16; total];
-        for (o, &l) in crop_labels.iter().enumerate() {
-            out[position(o)] = l;
-        }
+        paste(&rows, row_len, &crop_labels, &mut out, |l| l);
         Labels::U16(out)
     };
     let probabilities = crop_probabilities.map(|p| {
         // Outside the crop box nnU-Net reports certain background.
         let mut out = vec![0f32; classes * total];
         out[..total].fill(1.0);
-        for c in 0..classes {
-            for o in 0..voxels {
-                out[c * total + position(o)] = p[c * voxels + o];
-            }
+        for (values, channel) in p.chunks(voxels).zip(out.chunks_mut(total)) {
+            paste(&rows, row_len, values, channel, |v| v);
         }
         out
     });

@@ -77,6 +77,54 @@ impl VoxelData<'_> {
         }
     }
 
+    /// Converts `out.len()` voxels starting at `start`, `stride` apart, to float32 (one type
+    /// dispatch per row instead of per voxel).
+    pub fn read_f32(&self, start: usize, stride: usize, out: &mut [f32]) {
+        fn gather<T: Copy>(d: &[T], start: usize, stride: usize, out: &mut [f32], f: impl Fn(T) -> f32) {
+            let len = out.len();
+            if stride == 1 {
+                out.iter_mut().zip(&d[start..start + len]).for_each(|(o, &v)| *o = f(v));
+            } else {
+                out.iter_mut().enumerate().for_each(|(k, o)| *o = f(d[start + k * stride]));
+            }
+        }
+        match self {
+            VoxelData::U8(d) => gather(d, start, stride, out, |v| v as f32),
+            VoxelData::I8(d) => gather(d, start, stride, out, |v| v as f32),
+            VoxelData::U16(d) => gather(d, start, stride, out, |v| v as f32),
+            VoxelData::I16(d) => gather(d, start, stride, out, |v| v as f32),
+            VoxelData::U32(d) => gather(d, start, stride, out, |v| v as f32),
+            VoxelData::I32(d) => gather(d, start, stride, out, |v| v as f32),
+            VoxelData::F32(d) => gather(d, start, stride, out, |v| v),
+            VoxelData::F64(d) => gather(d, start, stride, out, |v| v as f32),
+        }
+    }
+
+    /// First and last index in `range` whose voxel is nonzero as float32, if any.
+    pub fn nonzero_extent(&self, range: std::ops::Range<usize>) -> Option<(usize, usize)> {
+        fn extent<T: Copy>(
+            d: &[T],
+            range: std::ops::Range<usize>,
+            nonzero: impl Fn(T) -> bool,
+        ) -> Option<(usize, usize)> {
+            let row = &d[range.clone()];
+            let first = row.iter().position(|&v| nonzero(v))?;
+            let last = row.iter().rposition(|&v| nonzero(v))?;
+            Some((range.start + first, range.start + last))
+        }
+        match self {
+            VoxelData::U8(d) => extent(d, range, |v| v != 0),
+            VoxelData::I8(d) => extent(d, range, |v| v != 0),
+            VoxelData::U16(d) => extent(d, range, |v| v != 0),
+            VoxelData::I16(d) => extent(d, range, |v| v != 0),
+            VoxelData::U32(d) => extent(d, range, |v| v != 0),
+            VoxelData::I32(d) => extent(d, range, |v| v != 0),
+            VoxelData::F32(d) => extent(d, range, |v| v != 0.0),
+            // The test is on the float32 value nnU-Net sees: tiny float64 values round to zero.
+            VoxelData::F64(d) => extent(d, range, |v| v as f32 != 0.0),
+        }
+    }
+
     /// Index of the first voxel that is NaN or infinite after conversion to float32, if any.
     fn first_non_finite(&self) -> Option<usize> {
         match self {

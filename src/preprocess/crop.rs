@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 
 use ndarray::Array4;
+use rayon::prelude::*;
 
 use crate::volume::VolumeView;
 
@@ -20,17 +21,32 @@ pub fn nonzero_box(volume: &VolumeView<'_>, tf: [usize; 3], fill_mask: bool) -> 
     let n = volume.voxels_per_channel();
     let data = volume.data();
     let nonzero = |v: usize| (0..volume.channels()).any(|c| data.get_f32(c * n + v) != 0.0);
-    let mut lo = input_shape;
-    let mut hi = [0usize; 3];
-    for z in 0..dz {
-        for y in 0..dy {
-            for x in 0..dx {
-                if nonzero((z * dy + y) * dx + x) {
-                    for (a, i) in [z, y, x].into_iter().enumerate() {
-                        lo[a] = lo[a].min(i);
-                        hi[a] = hi[a].max(i + 1);
+    // Per z plane: the (y, x) extent of nonzero voxels over all channels, one row at a time.
+    let plane_extents: Vec<Option<[[usize; 2]; 2]>> = (0..dz)
+        .into_par_iter()
+        .map(|z| {
+            let mut extent: Option<[[usize; 2]; 2]> = None;
+            for y in 0..dy {
+                for c in 0..volume.channels() {
+                    let start = c * n + (z * dy + y) * dx;
+                    if let Some((first, last)) = data.nonzero_extent(start..start + dx) {
+                        let (first, last) = (first - start, last - start);
+                        let e = extent.get_or_insert([[y, y], [first, last]]);
+                        e[0] = [e[0][0].min(y), e[0][1].max(y)];
+                        e[1] = [e[1][0].min(first), e[1][1].max(last)];
                     }
                 }
+            }
+            extent
+        })
+        .collect();
+    let mut lo = input_shape;
+    let mut hi = [0usize; 3];
+    for (z, extent) in plane_extents.iter().enumerate() {
+        if let Some([ys, xs]) = extent {
+            for (a, [first, last]) in [[z, z], *ys, *xs].into_iter().enumerate() {
+                lo[a] = lo[a].min(first);
+                hi[a] = hi[a].max(last + 1);
             }
         }
     }
@@ -57,15 +73,49 @@ pub fn crop_transposed(volume: &VolumeView<'_>, tf: [usize; 3], bbox: &[[usize; 
     let strides = input_strides(volume);
     let data = volume.data();
     let voxels = shape.iter().product::<usize>();
-    let mut out = Vec::with_capacity(volume.channels() * voxels);
-    for c in 0..volume.channels() {
-        out.extend((0..voxels).map(|o| data.get_f32(c * n + input_offset(o, shape, bbox, tf, strides))));
-    }
+    let rows = CropRows::new(shape, bbox, tf, strides);
+    let mut out = vec![0f32; volume.channels() * voxels];
+    let rows_per_channel = shape[0] * shape[1];
+    out.par_chunks_mut(shape[2]).enumerate().for_each(|(r, row)| {
+        let (c, r) = (r / rows_per_channel, r % rows_per_channel);
+        data.read_f32(c * n + rows.start(r), rows.stride(), row);
+    });
     Array4::from_shape_vec((volume.channels(), shape[0], shape[1], shape[2]), out).expect("sizes match")
 }
 
+/// Where the rows of a transposed crop lie in the input buffer: row `r` (C order over the crop's
+/// first two axes) starts at offset `start(r)`, and its voxels follow `stride()` apart.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CropRows {
+    rows_per_plane: usize,
+    origin: usize,
+    strides: [usize; 3],
+}
+
+impl CropRows {
+    /// Rows of the crop `bbox` (shape `shape`, transposed axes `tf`) of an input with (z, y, x)
+    /// strides `input_strides`.
+    pub(crate) fn new(shape: [usize; 3], bbox: &[[usize; 2]; 3], tf: [usize; 3], input_strides: [usize; 3]) -> Self {
+        let strides: [usize; 3] = std::array::from_fn(|i| input_strides[tf[i]]);
+        let origin = (0..3).map(|i| bbox[i][0] * strides[i]).sum();
+        CropRows { rows_per_plane: shape[1], origin, strides }
+    }
+
+    /// Input offset of the first voxel of row `r`.
+    #[inline]
+    pub(crate) fn start(&self, r: usize) -> usize {
+        self.origin + (r / self.rows_per_plane) * self.strides[0] + (r % self.rows_per_plane) * self.strides[1]
+    }
+
+    /// Input distance between neighbours along a row.
+    #[inline]
+    pub(crate) fn stride(&self) -> usize {
+        self.strides[2]
+    }
+}
+
 /// Strides of the input's (z, y, x) axes.
-fn input_strides(volume: &VolumeView<'_>) -> [usize; 3] {
+pub(crate) fn input_strides(volume: &VolumeView<'_>) -> [usize; 3] {
     let [dx, dy, _] = volume.dims();
     [dy * dx, dx, 1]
 }

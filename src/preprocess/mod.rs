@@ -48,7 +48,7 @@ pub fn preprocess(volume: &VolumeView<'_>, plan: &Plan) -> Result<Preprocessed> 
     let original_spacing: [f64; 3] = std::array::from_fn(|i| input_spacing[tf[i]]);
 
     let (bbox, mask) = crop::nonzero_box(volume, tf, plan.needs_nonzero_mask());
-    let cropped = crop::crop_transposed(volume, tf, &bbox);
+    let mut cropped = crop::crop_transposed(volume, tf, &bbox);
     let shape_after_cropping = [cropped.shape()[1], cropped.shape()[2], cropped.shape()[3]];
     let new_shape = resample::compute_new_shape(shape_after_cropping, original_spacing, plan.spacing);
     if new_shape.contains(&0) {
@@ -58,23 +58,20 @@ pub fn preprocess(volume: &VolumeView<'_>, plan: &Plan) -> Result<Preprocessed> 
         )));
     }
 
-    let mut out = Array4::<f32>::zeros((channels, new_shape[0], new_shape[1], new_shape[2]));
+    let mut out = Vec::with_capacity(channels * new_shape.iter().product::<usize>());
     for c in 0..channels {
-        let mut channel = cropped.index_axis(ndarray::Axis(0), c).to_owned();
-        normalize::normalize_channel(
-            channel.as_slice_mut().expect("owned arrays are contiguous"),
-            &plan.normalization[c],
-            mask.as_deref(),
-        )?;
-        let resampled = resample::resample_channel(
-            channel.as_slice().expect("owned arrays are contiguous"),
+        let mut channel = cropped.index_axis_mut(ndarray::Axis(0), c);
+        let channel = channel.as_slice_mut().expect("a fresh crop is contiguous");
+        normalize::normalize_channel(channel, &plan.normalization[c], mask.as_deref())?;
+        out.extend(resample::resample_channel(
+            channel,
             shape_after_cropping,
             new_shape,
             original_spacing,
             plan.spacing,
             &plan.resample_data,
-        );
-        out.index_axis_mut(ndarray::Axis(0), c).as_slice_mut().expect("standard layout").copy_from_slice(&resampled);
+        ));
     }
+    let out = Array4::from_shape_vec((channels, new_shape[0], new_shape[1], new_shape[2]), out).expect("sizes match");
     Ok(Preprocessed { data: out, shape_before_cropping: shape, bbox, shape_after_cropping, original_spacing })
 }
