@@ -238,7 +238,7 @@ impl Model {
             .folds
             .iter()
             .map(|fold| {
-                OrtNetwork::load(runtime, &fold.onnx_path, &fold.metadata, tile_shape, &settings)
+                OrtNetwork::load(runtime, &fold.onnx_path, &fold.metadata, tile_shape, plan.num_classes(), &settings)
                     .map(|n| Box::new(n) as Box<dyn TileNetwork + Send>)
             })
             .collect::<Result<Vec<_>>>()?;

@@ -6,11 +6,25 @@ pub mod runtime;
 
 use crate::error::Result;
 
-/// A network that maps a batch of input tiles to logits.
+/// A network that maps a batch of input tiles to logits, through buffers it owns.
+///
+/// The sliding window writes each batch straight into [`TileNetwork::input`] and reads the logits
+/// straight out of what [`TileNetwork::run`] returns, so an implementation can keep both bound to
+/// its runtime (ONNX Runtime's I/O binding) and the tile loop copies and allocates nothing.
 pub trait TileNetwork {
-    /// Runs `batch` tiles stored one after the other in `input`, each `(channels, Pz, Py, Px)`
-    /// float32. Writes `(batch, classes, Pz, Py, Px)` segmentation logits into `seg` and, when the
-    /// network has a classification head, `(batch, head_classes)` logits into `cls` (left empty
-    /// otherwise). Both are resized by the callee; their capacity is reused between calls.
-    fn run(&mut self, input: &[f32], batch: usize, seg: &mut Vec<f32>, cls: &mut Vec<f32>) -> Result<()>;
+    /// The buffer for the next batch of `batch` tiles, each `(channels, Pz, Py, Px)` float32, one
+    /// after the other. Its contents are unspecified until the caller fills all of it.
+    fn input(&mut self, batch: usize) -> Result<&mut [f32]>;
+
+    /// Runs the batch last written into [`TileNetwork::input`].
+    fn run(&mut self) -> Result<TileOutputs<'_>>;
+}
+
+/// The logits of one batch, borrowed from the network until its next call.
+#[derive(Debug, Clone, Copy)]
+pub struct TileOutputs<'a> {
+    /// `(batch, classes, Pz, Py, Px)` segmentation logits.
+    pub segmentation: &'a [f32],
+    /// `(batch, head_classes)` classification logits; empty when the network has no head.
+    pub classification: &'a [f32],
 }

@@ -2,12 +2,14 @@
 
 use std::path::Path;
 
+use ort::memory::Allocator;
 use ort::session::builder::GraphOptimizationLevel;
+use ort::session::IoBinding;
 use ort::session::Session;
-use ort::value::TensorRef;
+use ort::value::Tensor;
 
 use super::runtime::Runtime;
-use super::TileNetwork;
+use super::{TileNetwork, TileOutputs};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{ExportMetadata, ROLE_CLASSIFICATION, ROLE_SEGMENTATION};
 
@@ -31,6 +33,10 @@ pub struct SessionSettings {
 }
 
 /// One fold's network in ONNX Runtime.
+///
+/// Input and outputs live in tensors allocated once per batch size and bound to the session
+/// (I/O binding): the sliding window writes tiles into the input tensor and reads logits out of
+/// the output tensors, and ONNX Runtime neither allocates outputs nor copies anything per run.
 #[derive(Debug)]
 pub struct OrtNetwork {
     session: Session,
@@ -38,15 +44,32 @@ pub struct OrtNetwork {
     seg_name: String,
     cls_name: Option<String>,
     tile_shape: [usize; 4],
+    classes: usize,
+    head_classes: usize,
+    bound: Option<BoundTensors>,
+}
+
+/// The tensors bound for one batch size.
+#[derive(Debug)]
+struct BoundTensors {
+    batch: usize,
+    input: Tensor<f32>,
+    segmentation: Tensor<f32>,
+    classification: Option<Tensor<f32>>,
+    binding: IoBinding,
 }
 
 impl OrtNetwork {
     /// Loads `onnx_path` described by `metadata` into a session.
+    ///
+    /// `tile_shape` is one input tile `(channels, Pz, Py, Px)`; `classes` the segmentation
+    /// outputs' channel count.
     pub fn load(
         runtime: &Runtime,
         onnx_path: &Path,
         metadata: &ExportMetadata,
         tile_shape: [usize; 4],
+        classes: usize,
         settings: &SessionSettings,
     ) -> Result<OrtNetwork> {
         let fail = |what: &str, e: ort::Error| {
@@ -80,7 +103,51 @@ impl OrtNetwork {
                 )));
             }
         }
-        Ok(OrtNetwork { session, input_name: metadata.input.name.clone(), seg_name, cls_name, tile_shape })
+        let head_classes = match (&cls_name, &metadata.classification) {
+            (None, _) => 0,
+            (Some(_), Some(head)) => head.class_names.len(),
+            (Some(name), None) => {
+                return Err(Error::invalid_model(format!(
+                    "{}: output {name:?} holds classification logits but the export metadata names no classes",
+                    onnx_path.display()
+                )))
+            }
+        };
+        Ok(OrtNetwork {
+            session,
+            input_name: metadata.input.name.clone(),
+            seg_name,
+            cls_name,
+            tile_shape,
+            classes,
+            head_classes,
+            bound: None,
+        })
+    }
+
+    /// Allocates and binds the tensors for `batch` tiles (once per batch size).
+    fn bind(&mut self, batch: usize) -> Result<&mut BoundTensors> {
+        if self.bound.as_ref().is_none_or(|b| b.batch != batch) {
+            // Drop the old binding (and the tensors it holds) before allocating the new ones.
+            self.bound = None;
+            let [c, z, y, x] = self.tile_shape;
+            let allocator = Allocator::default();
+            let input = Tensor::<f32>::new(&allocator, [batch, c, z, y, x])?;
+            let mut segmentation = Tensor::<f32>::new(&allocator, [batch, self.classes, z, y, x])?;
+            let mut binding = self.session.create_binding()?;
+            binding.bind_input(self.input_name.as_str(), &input)?;
+            binding.bind_output(self.seg_name.as_str(), segmentation.view_mut())?;
+            let classification = match &self.cls_name {
+                Some(name) => {
+                    let mut tensor = Tensor::<f32>::new(&allocator, [batch, self.head_classes])?;
+                    binding.bind_output(name.as_str(), tensor.view_mut())?;
+                    Some(tensor)
+                }
+                None => None,
+            };
+            self.bound = Some(BoundTensors { batch, input, segmentation, classification, binding });
+        }
+        Ok(self.bound.as_mut().expect("bound above"))
     }
 }
 
@@ -117,19 +184,20 @@ fn register_device(
 }
 
 impl TileNetwork for OrtNetwork {
-    fn run(&mut self, input: &[f32], batch: usize, seg: &mut Vec<f32>, cls: &mut Vec<f32>) -> Result<()> {
-        let [c, z, y, x] = self.tile_shape;
-        let shape = [batch, c, z, y, x];
-        let tensor = TensorRef::from_array_view((shape, input))?;
-        let outputs = self.session.run(ort::inputs![self.input_name.as_str() => tensor])?;
-        let (_, seg_values) = outputs[self.seg_name.as_str()].try_extract_tensor::<f32>()?;
-        seg.clear();
-        seg.extend_from_slice(seg_values);
-        cls.clear();
-        if let Some(name) = &self.cls_name {
-            let (_, cls_values) = outputs[name.as_str()].try_extract_tensor::<f32>()?;
-            cls.extend_from_slice(cls_values);
-        }
-        Ok(())
+    fn input(&mut self, batch: usize) -> Result<&mut [f32]> {
+        let bound = self.bind(batch)?;
+        Ok(bound.input.extract_tensor_mut().1)
+    }
+
+    fn run(&mut self) -> Result<TileOutputs<'_>> {
+        let bound = self
+            .bound
+            .as_mut()
+            .ok_or_else(|| Error::new(ErrorKind::Runtime, "the network ran before its input was written"))?;
+        // The outputs land in the bound tensors; the returned map only refers to them.
+        drop(self.session.run_binding(&bound.binding)?);
+        let segmentation = bound.segmentation.extract_tensor().1;
+        let classification = bound.classification.as_ref().map_or(&[][..], |t| t.extract_tensor().1);
+        Ok(TileOutputs { segmentation, classification })
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::ptr::{null, null_mut};
 
 use super::*;
-use crate::backend::TileNetwork;
+use crate::backend::{TileNetwork, TileOutputs};
 use crate::model::ModelFolder;
 use crate::Model;
 
@@ -23,28 +23,47 @@ fn fixture_model(name: &str) -> ModelFolder {
 }
 
 /// A network that panics on its first run (a bug inside the boundary).
-struct Panicking;
+struct Panicking(Vec<f32>);
 
 impl TileNetwork for Panicking {
-    fn run(&mut self, _: &[f32], _: usize, _: &mut Vec<f32>, _: &mut Vec<f32>) -> crate::Result<()> {
+    fn input(&mut self, batch: usize) -> crate::Result<&mut [f32]> {
+        // The fixture models have one channel and a 16x32x48 patch.
+        self.0.resize(batch * 16 * 32 * 48, 0.0);
+        Ok(&mut self.0)
+    }
+    fn run(&mut self) -> crate::Result<TileOutputs<'_>> {
         panic!("injected failure");
     }
 }
 
-/// A network with constant logits favouring label 1.
-struct Constant(usize);
+/// A network with constant logits favouring label 1, for `classes` classes.
+struct Constant {
+    classes: usize,
+    input: Vec<f32>,
+    seg: Vec<f32>,
+}
+
+impl Constant {
+    fn new(classes: usize) -> Constant {
+        Constant { classes, input: Vec::new(), seg: Vec::new() }
+    }
+}
 
 impl TileNetwork for Constant {
-    fn run(&mut self, input: &[f32], batch: usize, seg: &mut Vec<f32>, cls: &mut Vec<f32>) -> crate::Result<()> {
-        let voxels = input.len() / batch;
-        seg.clear();
+    fn input(&mut self, batch: usize) -> crate::Result<&mut [f32]> {
+        self.input.resize(batch * 16 * 32 * 48, 0.0);
+        Ok(&mut self.input)
+    }
+    fn run(&mut self) -> crate::Result<TileOutputs<'_>> {
+        let voxels = 16 * 32 * 48;
+        let batch = self.input.len() / voxels;
+        self.seg.clear();
         for _ in 0..batch {
-            for c in 0..self.0 {
-                seg.extend(std::iter::repeat_n(if c == 1 { 2.0 } else { 0.0 }, voxels));
+            for c in 0..self.classes {
+                self.seg.extend(std::iter::repeat_n(if c == 1 { 2.0 } else { 0.0 }, voxels));
             }
         }
-        cls.clear();
-        Ok(())
+        Ok(TileOutputs { segmentation: &self.seg, classification: &[] })
     }
 }
 
@@ -120,7 +139,7 @@ fn integers_from_c_are_validated() {
 
 #[test]
 fn bad_volumes_are_refused_without_touching_the_buffer() {
-    let model = handle(Model::with_networks(fixture_model("resenc_ct"), vec![Box::new(Constant(3))]));
+    let model = handle(Model::with_networks(fixture_model("resenc_ct"), vec![Box::new(Constant::new(3))]));
     let data = vec![40i16; 20 * 20 * 10];
     let before = data.clone();
     let mut result = null_mut();
@@ -174,7 +193,7 @@ extern "C" fn cancel_in_network(stage: u32, fraction: f64, user_data: *mut c_voi
 
 #[test]
 fn cancellation_and_progress_through_the_callback() {
-    let model = handle(Model::with_networks(fixture_model("resenc_ct"), vec![Box::new(Constant(3))]));
+    let model = handle(Model::with_networks(fixture_model("resenc_ct"), vec![Box::new(Constant::new(3))]));
     let data = vec![40i16; 60 * 60 * 12];
     let mut calls = 0u32;
     let mut options = null_mut();
@@ -193,7 +212,7 @@ fn cancellation_and_progress_through_the_callback() {
 
 #[test]
 fn a_memory_limit_refuses_up_front() {
-    let model = handle(Model::with_networks(fixture_model("resenc_ct"), vec![Box::new(Panicking)]));
+    let model = handle(Model::with_networks(fixture_model("resenc_ct"), vec![Box::new(Panicking(Vec::new()))]));
     let data = vec![40i16; 20 * 20 * 10];
     let mut options = null_mut();
     assert_eq!(nnrt_predict_options_new(&mut options), NNRT_OK);
@@ -208,7 +227,7 @@ fn a_memory_limit_refuses_up_front() {
 
 #[test]
 fn a_panic_becomes_a_status_and_poisons_the_model() {
-    let model = handle(Model::with_networks(fixture_model("resenc_ct"), vec![Box::new(Panicking)]));
+    let model = handle(Model::with_networks(fixture_model("resenc_ct"), vec![Box::new(Panicking(Vec::new()))]));
     let data = vec![40i16; 20 * 20 * 10];
     let mut result = null_mut();
     assert_eq!(nnrt_predict(model, &volume(&data, [20, 20, 10]), null(), &mut result), NNRT_PANIC);
@@ -223,7 +242,7 @@ fn a_panic_becomes_a_status_and_poisons_the_model() {
 
 #[test]
 fn introspection_in_the_callers_axes() {
-    let model = handle(Model::with_networks(fixture_model("multitask_ct"), vec![Box::new(Constant(3))]));
+    let model = handle(Model::with_networks(fixture_model("multitask_ct"), vec![Box::new(Constant::new(3))]));
     let mut spacing = [0f64; 3];
     let mut patch = [0usize; 3];
     assert_eq!(nnrt_model_spacing(model, spacing.as_mut_ptr()), NNRT_OK);

@@ -79,9 +79,6 @@ pub struct FoldLogits<T> {
 /// Reusable buffers of the tile loop, so the loop itself allocates nothing after the first tile.
 #[derive(Debug, Default)]
 pub struct TileBuffers {
-    batch: Vec<f32>,
-    seg: Vec<f32>,
-    cls: Vec<f32>,
     flipped: Vec<f32>,
     averaged: Vec<f32>,
 }
@@ -120,27 +117,26 @@ pub fn predict_fold<T: LogitScalar>(
     for (done, origin) in grid.tiles().enumerate() {
         let [oz, oy, ox] = origin;
         let window = s![.., oz..oz + patch[0], oy..oy + patch[1], ox..ox + patch[2]];
-        // Batch: the tile, then one mirrored copy per flip set.
-        buffers.batch.resize(passes * channels * patch_voxels, 0.0);
+        // Batch: the tile, then one mirrored copy per flip set, written into the network's input.
         let tile_len = channels * patch_voxels;
         {
-            let (first, rest) = buffers.batch.split_at_mut(tile_len);
-            for (dst, src) in first.iter_mut().zip(padded.slice(window).iter()) {
-                *dst = *src;
-            }
+            let batch = network.input(passes)?;
+            let (first, rest) = batch.split_at_mut(tile_len);
+            copy_tile(padded, origin, patch, first);
             for (k, flip) in settings.flips.iter().enumerate() {
                 mirror::flip_copy(first, &mut rest[k * tile_len..(k + 1) * tile_len], channels, patch, *flip);
             }
         }
-        network.run(&buffers.batch, passes, &mut buffers.seg, &mut buffers.cls)?;
+        let outputs = network.run()?;
+        let seg = outputs.segmentation;
 
         // Mirror average in float32: identity first, then each flipped pass flipped back, / passes.
         let out_len = classes * patch_voxels;
         buffers.averaged.clear();
-        buffers.averaged.extend_from_slice(&buffers.seg[..out_len]);
+        buffers.averaged.extend_from_slice(&seg[..out_len]);
         buffers.flipped.resize(out_len, 0.0);
         for (k, flip) in settings.flips.iter().enumerate() {
-            let pass = &buffers.seg[(k + 1) * out_len..(k + 2) * out_len];
+            let pass = &seg[(k + 1) * out_len..(k + 2) * out_len];
             mirror::flip_copy(pass, &mut buffers.flipped, classes, patch, *flip);
             for (a, f) in buffers.averaged.iter_mut().zip(&buffers.flipped) {
                 *a += *f;
@@ -151,7 +147,7 @@ pub fn predict_fold<T: LogitScalar>(
             buffers.averaged.iter_mut().for_each(|a| *a /= n);
         }
         if settings.collect_evidence {
-            evidence.push(tile_evidence(&buffers.averaged, &buffers.cls, classes, passes));
+            evidence.push(tile_evidence(&buffers.averaged, outputs.classification, classes, passes));
         }
 
         // Gaussian weighting and accumulation, rounding once per addition like nnU-Net's
@@ -180,6 +176,24 @@ pub fn predict_fold<T: LogitScalar>(
     let [sz, sy, sx] = grid.shape;
     let logits = logits.slice(s![.., bz..bz + sz, by..by + sy, bx..bx + sx]).to_owned();
     Ok(FoldLogits { logits, evidence })
+}
+
+/// Copies the patch at `origin` of every channel of `padded` into `out`, a row at a time.
+fn copy_tile(padded: &Array4<f32>, origin: [usize; 3], patch: [usize; 3], out: &mut [f32]) {
+    let [oz, oy, ox] = origin;
+    let mut rows = out.chunks_exact_mut(patch[2]);
+    for channel in padded.outer_iter() {
+        for z in oz..oz + patch[0] {
+            for y in oy..oy + patch[1] {
+                let row = channel.slice(s![z, y, ox..ox + patch[2]]);
+                let dst = rows.next().expect("the batch holds every row of the tile");
+                match row.as_slice() {
+                    Some(src) => dst.copy_from_slice(src),
+                    None => dst.iter_mut().zip(row.iter()).for_each(|(d, s)| *d = *s),
+                }
+            }
+        }
+    }
 }
 
 fn tile_evidence(averaged: &[f32], cls: &[f32], classes: usize, passes: usize) -> TileEvidence {
@@ -240,19 +254,30 @@ mod tests {
     /// Returns its input channels as logits (classes = channels), scaled per pass so a wrong
     /// flip-back would show.
     struct Identity {
-        channels: usize,
+        tile_len: usize,
         calls: usize,
+        input: Vec<f32>,
+        batch: usize,
+        cls: Vec<f32>,
+    }
+
+    impl Identity {
+        fn new(channels: usize, patch: [usize; 3]) -> Identity {
+            let tile_len = channels * patch.iter().product::<usize>();
+            Identity { tile_len, calls: 0, input: Vec::new(), batch: 0, cls: Vec::new() }
+        }
     }
 
     impl TileNetwork for Identity {
-        fn run(&mut self, input: &[f32], batch: usize, seg: &mut Vec<f32>, cls: &mut Vec<f32>) -> Result<()> {
+        fn input(&mut self, batch: usize) -> Result<&mut [f32]> {
+            self.batch = batch;
+            self.input.resize(batch * self.tile_len, 0.0);
+            Ok(&mut self.input)
+        }
+        fn run(&mut self) -> Result<crate::backend::TileOutputs<'_>> {
             self.calls += 1;
-            seg.clear();
-            seg.extend_from_slice(input);
-            cls.clear();
-            cls.extend((0..batch).map(|b| b as f32));
-            let _ = self.channels;
-            Ok(())
+            self.cls = (0..self.batch).map(|b| b as f32).collect();
+            Ok(crate::backend::TileOutputs { segmentation: &self.input, classification: &self.cls })
         }
     }
 
@@ -272,7 +297,7 @@ mod tests {
         let settings =
             WindowSettings { grid: &grid, gaussian: &gaussian, flips, classes: channels, collect_evidence: true };
         let padded = pad(data.view(), &grid);
-        let mut net = Identity { channels, calls: 0 };
+        let mut net = Identity::new(channels, patch);
         let mut ticks = 0;
         let out = predict_fold(&padded, &settings, &mut net, &mut TileBuffers::default(), &mut |done, total| {
             ticks += 1;
@@ -344,7 +369,7 @@ mod tests {
         let settings =
             WindowSettings { grid: &grid, gaussian: &gaussian, flips: &[], classes: 1, collect_evidence: false };
         let data = Array4::from_shape_fn((1, 11, 9, 13), |(_, z, y, x)| (z * 100 + y * 10 + x) as f32);
-        let mut net = Identity { channels: 1, calls: 0 };
+        let mut net = Identity::new(1, patch);
         let out: FoldLogits<f32> = predict_fold(
             &pad(data.view(), &grid),
             &settings,

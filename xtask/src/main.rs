@@ -145,5 +145,7 @@ fn bench(extra: &[String]) -> Result<(), String> {
         eprintln!("xtask: creating the nnU-Net reference environment (.venv-nnunet, about 3 minutes and 5 GB, once)");
         run(Command::new("bash").current_dir(&root).args(["tools/install-nnunet-venv.sh", ".venv-nnunet"]))?;
     }
+    // `cargo xtask bench -- --case small` passes the separator through; the script must not see it.
+    let extra = extra.strip_prefix(&["--".to_string()]).unwrap_or(extra);
     run(Command::new(python).current_dir(&root).arg("tools/bench/bench.py").args(extra))
 }
