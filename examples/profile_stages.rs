@@ -15,10 +15,14 @@ fn main() {
     let plan = &folder.plan;
     let mut best = vec![Duration::MAX; 8];
     let names = ["read", "box", "crop", "normalize", "resample", "preprocess", "resample_logits", "export"];
-    for _ in 0..10 {
+    let mut first = vec![Duration::ZERO; 8];
+    for iteration in 0..10 {
         let mut t = Instant::now();
         let mut lap = |i: usize, best: &mut Vec<Duration>| {
             best[i] = best[i].min(t.elapsed());
+            if iteration == 0 {
+                first[i] = t.elapsed();
+            }
             t = Instant::now();
         };
         let image = io::nifti::read_image(&PathBuf::from(&args[2])).unwrap();
@@ -61,7 +65,8 @@ fn main() {
         drop(lap);
         assert!(r.len() > 0 && rl.len() > 0 && e.labels.len() > 0);
     }
-    for (n, b) in names.iter().zip(&best) {
-        println!("{n:>16}: {:.2} ms", b.as_secs_f64() * 1e3);
+    println!("{:>16}  {:>9}  {:>9}", "stage", "first", "best");
+    for ((n, b), f) in names.iter().zip(&best).zip(&first) {
+        println!("{n:>16}  {:>6.2} ms  {:>6.2} ms", f.as_secs_f64() * 1e3, b.as_secs_f64() * 1e3);
     }
 }

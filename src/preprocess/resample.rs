@@ -70,6 +70,10 @@ pub trait Sample: Copy + Send + Sync {
     fn widen_into(src: &[Self], dst: &mut Vec<f64>) {
         dst.extend(src.iter().map(|v| v.to_f64()));
     }
+    /// Appends `src` rounded to this type to `dst`, as [`Sample::from_f64`] does per value.
+    fn narrow_into(src: &[f64], dst: &mut Vec<Self>) {
+        dst.extend(src.iter().map(|&v| Self::from_f64(v)));
+    }
 }
 
 impl Sample for f32 {
@@ -87,7 +91,24 @@ impl Sample for half::f16 {
         half::f16::to_f32(self) as f64
     }
     fn from_f64(v: f64) -> Self {
-        half::f16::from_f64(v)
+        f16_from_f64(v)
+    }
+    fn narrow_into(src: &[f64], dst: &mut Vec<Self>) {
+        use half::slice::HalfFloatSliceExt;
+        // As `f16_from_f64`, a block at a time so both conversions vectorise.
+        let mut single = [0f32; 256];
+        let mut half = [half::f16::ZERO; 256];
+        for chunk in src.chunks(single.len()) {
+            let (single, half) = (&mut single[..chunk.len()], &mut half[..chunk.len()]);
+            single.iter_mut().zip(chunk).for_each(|(s, &v)| *s = v as f32);
+            half.convert_from_f32_slice(single);
+            for ((h, &s), &v) in half.iter_mut().zip(single.iter()).zip(chunk) {
+                if s as f64 != v && halfway_between_f16(s) {
+                    *h = half::f16::from_f64(v);
+                }
+            }
+            dst.extend_from_slice(half);
+        }
     }
     fn widen_into(src: &[Self], dst: &mut Vec<f64>) {
         use half::slice::HalfFloatSliceExt;
@@ -98,6 +119,40 @@ impl Sample for half::f16 {
             dst.extend(wide.iter().map(|&v| v as f64));
         }
     }
+}
+
+/// float64 to float16 rounded to nearest even, directly (as numpy's `astype(float16)` does).
+///
+/// Goes through float32, which the CPU converts in hardware: rounding twice gives the same
+/// result except when the float32 value lands exactly halfway between two float16 values without
+/// being the float64 value itself; only then the exact, slow conversion runs.
+pub fn f16_from_f64(v: f64) -> half::f16 {
+    let single = v as f32;
+    if single as f64 != v && halfway_between_f16(single) {
+        half::f16::from_f64(v)
+    } else {
+        half::f16::from_f32(single)
+    }
+}
+
+/// True when `x` lies exactly halfway between two neighbouring float16 values, or so close to the
+/// float16 overflow threshold that the exact conversion should decide.
+fn halfway_between_f16(x: f32) -> bool {
+    let magnitude = x.abs();
+    if !(magnitude < 65504.0) {
+        return true;
+    }
+    let bits = magnitude.to_bits();
+    let exponent = (bits >> 23) as i32 - 127;
+    if exponent < -25 {
+        // Below half the smallest float16 subnormal (or a float32 subnormal): never halfway.
+        return false;
+    }
+    // How many low bits of the 24-bit significand float16 drops: 13 in its normal range, more
+    // for its subnormals (fixed spacing 2^-24).
+    let dropped = if exponent >= -14 { 13 } else { (-1 - exponent) as u32 };
+    let significand = (bits & 0x7f_ffff) | 0x80_0000;
+    significand & ((1 << dropped) - 1) == 1 << (dropped - 1)
 }
 
 /// Resamples one channel, `input` of `shape` (C order), to `new_shape`, as nnU-Net's
@@ -118,7 +173,10 @@ pub fn resample_channel<T: Sample>(
         None => {
             let mut data = Vec::with_capacity(input.len());
             T::widen_into(input, &mut data);
-            resize_3d(&data, shape, new_shape, spec.order).into_par_iter().map(T::from_f64).collect()
+            let resized = resize_3d(&data, shape, new_shape, spec.order);
+            let mut narrow = Vec::with_capacity(resized.len());
+            T::narrow_into(&resized, &mut narrow);
+            narrow
         }
         Some(axis) => resample_separate_z(input, shape, new_shape, axis, spec.order),
     }
@@ -189,7 +247,10 @@ fn resample_separate_z<T: Sample>(
                     slice.extend((0..in_plane[1]).map(|b| input[row + b * strides[pb]].to_f64()));
                 }
             }
-            Some(resize_2d(&slice, in_plane, out_plane, order).into_iter().map(T::from_f64).collect())
+            let resized = resize_2d(&slice, in_plane, out_plane, order);
+            let mut narrow = Vec::with_capacity(resized.len());
+            T::narrow_into(&resized, &mut narrow);
+            Some(narrow)
         })
         .collect();
     let slice_of = |k: usize| slices[source[k]].as_deref().expect("every picked slice was resampled");
@@ -673,6 +734,29 @@ mod tests {
         for i in 0..a.len() {
             let (z, y, x) = (i / 72, (i / 8) % 9, i % 8);
             assert_eq!(a[i], b[(y * 8 + x) * 7 + z]);
+        }
+    }
+
+    #[test]
+    fn fast_float16_rounding_equals_direct_rounding() {
+        let mut values = pseudo_random(200_000, 5);
+        values.extend(pseudo_random(100_000, 9).iter().map(|v| v * 1e-6));
+        // float64 values next to every float16 halfway point of a range, where rounding through
+        // float32 alone would go wrong.
+        for bits in 0u16..0x7bff {
+            let (lo, hi) = (half::f16::from_bits(bits).to_f64(), half::f16::from_bits(bits + 1).to_f64());
+            let mid = (lo + hi) / 2.0;
+            for v in [mid, mid + mid * 1e-12, mid - mid * 1e-12, mid + 1e-300, -mid, -(mid + mid * 1e-12)] {
+                values.push(v);
+            }
+        }
+        values.extend([65504.0, 65519.999, 65520.0, 65520.0001, 1e6, -65520.0, 0.0, -0.0, 5.9604644775390625e-8]);
+        let mut blockwise = Vec::new();
+        half::f16::narrow_into(&values, &mut blockwise);
+        for (v, block) in values.into_iter().zip(blockwise) {
+            let (fast, direct) = (f16_from_f64(v), half::f16::from_f64(v));
+            assert_eq!(fast.to_bits(), direct.to_bits(), "{v:e}");
+            assert_eq!(block.to_bits(), direct.to_bits(), "{v:e} in a block");
         }
     }
 

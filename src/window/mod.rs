@@ -14,6 +14,7 @@ pub use tiles::TileGrid;
 use crate::backend::TileNetwork;
 use crate::error::Result;
 use crate::preprocess::resample::Sample;
+use half::slice::HalfFloatSliceExt;
 
 /// The element type logits are accumulated and stored in: `f16` reproduces nnU-Net (which
 /// accumulates in half precision, rounding after every addition), `f32` is more accurate.
@@ -22,6 +23,10 @@ pub trait LogitScalar: Sample + Default + std::fmt::Debug + 'static {
     fn from_f32(v: f32) -> Self;
     /// Widens to float32 (exact).
     fn to_f32(self) -> f32;
+    /// Widens a row to float32 (`dst.len() == src.len()`), vectorised where the CPU can.
+    fn widen_row(src: &[Self], dst: &mut [f32]);
+    /// Rounds a float32 row to this type, as [`LogitScalar::from_f32`] does per value.
+    fn narrow_row(src: &[f32], dst: &mut [Self]);
 }
 
 impl LogitScalar for f16 {
@@ -31,6 +36,12 @@ impl LogitScalar for f16 {
     fn to_f32(self) -> f32 {
         f16::to_f32(self)
     }
+    fn widen_row(src: &[Self], dst: &mut [f32]) {
+        src.convert_to_f32_slice(dst);
+    }
+    fn narrow_row(src: &[f32], dst: &mut [Self]) {
+        dst.convert_from_f32_slice(src);
+    }
 }
 
 impl LogitScalar for f32 {
@@ -39,6 +50,25 @@ impl LogitScalar for f32 {
     }
     fn to_f32(self) -> f32 {
         self
+    }
+    fn widen_row(src: &[Self], dst: &mut [f32]) {
+        dst.copy_from_slice(src);
+    }
+    fn narrow_row(src: &[f32], dst: &mut [Self]) {
+        dst.copy_from_slice(src);
+    }
+}
+
+/// Applies `update` to `values` in float32, `wide.len()` values at a time, rounding each result
+/// back to the logit type once (what per-value `from_f32(f(to_f32(v)))` gives, vectorised).
+/// `update` gets the chunk's index and its widened values.
+fn update_in_f32<T: LogitScalar>(values: &mut [T], wide: &mut [f32], mut update: impl FnMut(usize, &mut [f32])) {
+    let row = wide.len();
+    for (r, chunk) in values.chunks_mut(row).enumerate() {
+        let wide = &mut wide[..chunk.len()];
+        T::widen_row(chunk, wide);
+        update(r, wide);
+        T::narrow_row(wide, chunk);
     }
 }
 
@@ -81,6 +111,7 @@ pub struct FoldLogits<T> {
 pub struct TileBuffers {
     flipped: Vec<f32>,
     averaged: Vec<f32>,
+    wide: Vec<f32>,
 }
 
 /// Pads `data` (`(channels, z', y', x')`) with zeros to the grid's padded shape.
@@ -113,10 +144,10 @@ pub fn predict_fold<T: LogitScalar>(
     let mut weights = ndarray::Array3::<T>::default((pz, py, px));
     let mut evidence = Vec::new();
     let total = grid.len();
+    let gaussian: Vec<f32> = settings.gaussian.iter().map(|g| g.to_f32()).collect();
 
     for (done, origin) in grid.tiles().enumerate() {
         let [oz, oy, ox] = origin;
-        let window = s![.., oz..oz + patch[0], oy..oy + patch[1], ox..ox + patch[2]];
         // Batch: the tile, then one mirrored copy per flip set, written into the network's input.
         let tile_len = channels * patch_voxels;
         {
@@ -152,25 +183,39 @@ pub fn predict_fold<T: LogitScalar>(
 
         // Gaussian weighting and accumulation, rounding once per addition like nnU-Net's
         // in-place adds into half tensors (no rounding at all in float32).
-        let mut tile_logits = logits.slice_mut(window);
-        for (c, mut class_block) in tile_logits.outer_iter_mut().enumerate() {
+        // Row by row: each (z, y) row of the patch is contiguous in the accumulators.
+        let row_len = patch[2];
+        buffers.wide.resize(row_len, 0.0);
+        for c in 0..classes {
             let averaged = &buffers.averaged[c * patch_voxels..(c + 1) * patch_voxels];
-            for ((l, &p), &g) in class_block.iter_mut().zip(averaged).zip(settings.gaussian) {
-                *l = T::from_f32(l.to_f32() + p * g.to_f32());
+            for (r, (z, y)) in patch_rows(patch).enumerate() {
+                let mut acc = logits.slice_mut(s![c, oz + z, oy + y, ox..ox + row_len]);
+                let acc = acc.as_slice_mut().expect("rows of a standard-layout array are contiguous");
+                let (p, g) = (&averaged[r * row_len..][..row_len], &gaussian[r * row_len..][..row_len]);
+                update_in_f32(acc, &mut buffers.wide, |_, l| {
+                    l.iter_mut().zip(p).zip(g).for_each(|((l, &p), &g)| *l += p * g);
+                });
             }
         }
-        let mut tile_weights = weights.slice_mut(s![oz..oz + patch[0], oy..oy + patch[1], ox..ox + patch[2]]);
-        for (w, &g) in tile_weights.iter_mut().zip(settings.gaussian) {
-            *w = T::from_f32(w.to_f32() + g.to_f32());
+        for (r, (z, y)) in patch_rows(patch).enumerate() {
+            let mut acc = weights.slice_mut(s![oz + z, oy + y, ox..ox + row_len]);
+            let acc = acc.as_slice_mut().expect("rows of a standard-layout array are contiguous");
+            let g = &gaussian[r * row_len..][..row_len];
+            update_in_f32(acc, &mut buffers.wide, |_, w| w.iter_mut().zip(g).for_each(|(w, &g)| *w += g));
         }
         after_tile(done + 1, total)?;
     }
 
     // Normalise by the accumulated weights and drop the padding.
+    buffers.wide.resize(px, 0.0);
+    let weights = weights.as_slice().expect("standard layout");
+    let mut divisor = vec![0f32; px];
     for mut class_block in logits.outer_iter_mut() {
-        for (l, w) in class_block.iter_mut().zip(weights.iter()) {
-            *l = T::from_f32(l.to_f32() / w.to_f32());
-        }
+        let block = class_block.as_slice_mut().expect("standard layout");
+        update_in_f32(block, &mut buffers.wide, |r, l| {
+            T::widen_row(&weights[r * px..r * px + l.len()], &mut divisor[..l.len()]);
+            l.iter_mut().zip(&divisor).for_each(|(l, &w)| *l /= w);
+        });
     }
     let [bz, by, bx] = grid.pad_before;
     let [sz, sy, sx] = grid.shape;
@@ -194,6 +239,11 @@ fn copy_tile(padded: &Array4<f32>, origin: [usize; 3], patch: [usize; 3], out: &
             }
         }
     }
+}
+
+/// `(z, y)` of every row of a patch, in memory order.
+fn patch_rows(patch: [usize; 3]) -> impl Iterator<Item = (usize, usize)> {
+    (0..patch[0]).flat_map(move |z| (0..patch[1]).map(move |y| (z, y)))
 }
 
 fn tile_evidence(averaged: &[f32], cls: &[f32], classes: usize, passes: usize) -> TileEvidence {
