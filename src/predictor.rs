@@ -414,8 +414,11 @@ impl Model {
         };
         // Preprocessing: cropped float32 copy, float64 input + spline coefficients + output of one
         // channel (padding adds at most 24 voxels per axis), float32 result.
+        // Full 3-D resampling also holds every source plane resampled in-plane (float64).
         let spline: u64 = (0..3).map(|i| shape[i] as u64 + 24).product();
-        let preprocess = channels * input * 4 + input * 8 + spline * 8 + resampled * 8 + channels * resampled * 4;
+        let in_plane = (shape[0] as u64 + 24) * (new_shape[1] * new_shape[2]) as u64;
+        let preprocess =
+            channels * input * 4 + input * 8 + spline * 8 + in_plane * 8 + resampled * 8 + channels * resampled * 4;
         // Sliding window: padded input, running total plus one fold's logits, weights, tile buffers
         // (input batch, network output, flip and average scratch), plus the preprocessed array.
         let window = channels * resampled * 4
@@ -428,7 +431,7 @@ impl Model {
         let probabilities = if options.probabilities { 2 * classes * input * 4 } else { 0 };
         let export = classes * resampled * logit_bytes
             + classes * input * logit_bytes
-            + 2 * input.max(resampled) * 8
+            + 3 * input.max(resampled) * 8
             + 3 * input
             + probabilities;
         preprocess.max(window).max(export)

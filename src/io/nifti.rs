@@ -101,14 +101,9 @@ fn decode(object: InMemNiftiObject) -> Result<NiftiImage> {
             voxels * datatype.size_of()
         )));
     }
-    let raw = volume.into_nifti_typed_data_any(datatype)?;
     let (slope, inter) = (header.scl_slope as f64, header.scl_inter as f64);
-    let scaled = slope != 0.0 && !(slope == 1.0 && inter == 0.0);
-    let data: Vec<f32> = if scaled {
-        raw.iter().map(|&v| (v * slope + inter) as f32).collect()
-    } else {
-        raw.iter().map(|&v| v as f32).collect()
-    };
+    let scaling = (slope != 0.0 && !(slope == 1.0 && inter == 0.0)).then_some((slope, inter));
+    let data = volume.into_f32(datatype, scaling)?;
     let geometry = geometry_of(&header);
     let image =
         NiftiImage { volume: Volume { data, dims, channels, geometry }, header, stored_type: format!("{datatype:?}") };
@@ -117,26 +112,30 @@ fn decode(object: InMemNiftiObject) -> Result<NiftiImage> {
     Ok(image)
 }
 
-/// Reading every element type as f64 (exact for all integer types up to 32 bits and for floats).
+/// Voxels of every supported element type as float32: through float64 (exact for every type up
+/// to 32 bits), scaled there when the header asks, rounded once.
 trait TypedData {
-    fn into_nifti_typed_data_any(self, datatype: NiftiType) -> Result<Vec<f64>>;
+    fn into_f32(self, datatype: NiftiType, scaling: Option<(f64, f64)>) -> Result<Vec<f32>>;
 }
 
 impl TypedData for nifti::InMemNiftiVolume {
-    fn into_nifti_typed_data_any(self, datatype: NiftiType) -> Result<Vec<f64>> {
-        fn widen<T: Copy + Into<f64>>(v: Vec<T>) -> Vec<f64> {
-            v.into_iter().map(Into::into).collect()
+    fn into_f32(self, datatype: NiftiType, scaling: Option<(f64, f64)>) -> Result<Vec<f32>> {
+        fn convert<T: Copy + Into<f64>>(v: Vec<T>, scaling: Option<(f64, f64)>) -> Vec<f32> {
+            match scaling {
+                Some((slope, inter)) => v.into_iter().map(|x| (x.into() * slope + inter) as f32).collect(),
+                None => v.into_iter().map(|x| x.into() as f32).collect(),
+            }
         }
         let bad = |e: nifti::NiftiError| Error::invalid_image(format!("cannot decode {datatype:?} voxels: {e}"));
         Ok(match datatype {
-            NiftiType::Uint8 => widen(self.into_nifti_typed_data::<u8>().map_err(bad)?),
-            NiftiType::Int8 => widen(self.into_nifti_typed_data::<i8>().map_err(bad)?),
-            NiftiType::Uint16 => widen(self.into_nifti_typed_data::<u16>().map_err(bad)?),
-            NiftiType::Int16 => widen(self.into_nifti_typed_data::<i16>().map_err(bad)?),
-            NiftiType::Uint32 => widen(self.into_nifti_typed_data::<u32>().map_err(bad)?),
-            NiftiType::Int32 => widen(self.into_nifti_typed_data::<i32>().map_err(bad)?),
-            NiftiType::Float32 => widen(self.into_nifti_typed_data::<f32>().map_err(bad)?),
-            NiftiType::Float64 => self.into_nifti_typed_data::<f64>().map_err(bad)?,
+            NiftiType::Uint8 => convert(self.into_nifti_typed_data::<u8>().map_err(bad)?, scaling),
+            NiftiType::Int8 => convert(self.into_nifti_typed_data::<i8>().map_err(bad)?, scaling),
+            NiftiType::Uint16 => convert(self.into_nifti_typed_data::<u16>().map_err(bad)?, scaling),
+            NiftiType::Int16 => convert(self.into_nifti_typed_data::<i16>().map_err(bad)?, scaling),
+            NiftiType::Uint32 => convert(self.into_nifti_typed_data::<u32>().map_err(bad)?, scaling),
+            NiftiType::Int32 => convert(self.into_nifti_typed_data::<i32>().map_err(bad)?, scaling),
+            NiftiType::Float32 => convert(self.into_nifti_typed_data::<f32>().map_err(bad)?, scaling),
+            NiftiType::Float64 => convert(self.into_nifti_typed_data::<f64>().map_err(bad)?, scaling),
             other => {
                 return Err(Error::invalid_image(format!(
                     "voxel type {other:?} is not supported (use uint8/int8/uint16/int16/uint32/int32/float32/float64)"
