@@ -539,6 +539,15 @@ nnrt_status nnrt_predict_options_set_memory_limit(struct nnrt_predict_options *o
                                                   uint64_t bytes);
 
 /**
+ * Opt-in ROI focus when `enabled` is nonzero (default 0): a cheap first pass (first fold, no
+ * mirroring, adjacent tiles) finds the foreground and the full pass runs only the tiles near it.
+ * Faster on cases with little foreground; not nnU-Net's algorithm (see BENCHMARKS.md).
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+ */
+nnrt_status nnrt_predict_options_set_roi_focus(struct nnrt_predict_options *options,
+                                               int32_t enabled);
+
+/**
  * Installs a progress callback (NULL removes it). `user_data` is passed back untouched and
  * never dereferenced by the library.
  * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT` (options).

@@ -16,7 +16,7 @@ use crate::model::{ModelFolder, Plan};
 use crate::preprocess::{self, Preprocessed};
 use crate::volume::{Geometry, VolumeView};
 use crate::window::{
-    self, gaussian, mirror, FoldAverage, LogitScalar, TileBuffers, TileEvidence, TileGrid, WindowSettings,
+    self, gaussian, mirror, roi, FoldAverage, LogitScalar, TileBuffers, TileEvidence, TileGrid, WindowSettings,
 };
 
 /// How a model is loaded.
@@ -47,6 +47,10 @@ pub struct PredictOptions {
     pub precision: Precision,
     /// Refuse, before any work, a prediction whose estimated peak memory exceeds this many bytes.
     pub memory_limit: Option<u64>,
+    /// Opt-in ROI focus (not nnU-Net's algorithm): a cheap first pass (first fold, no mirroring,
+    /// adjacent tiles) finds the foreground and the full pass runs only the tiles near it; see
+    /// [`crate::window::roi`]. Off by default.
+    pub roi_focus: bool,
 }
 
 impl Default for PredictOptions {
@@ -58,6 +62,7 @@ impl Default for PredictOptions {
             classification_policy: ClassificationPolicy::default(),
             precision: Precision::default(),
             memory_limit: None,
+            roi_focus: false,
         }
     }
 }
@@ -168,6 +173,9 @@ pub struct Prediction {
     pub folds: Vec<String>,
     /// Network passes per tile (1 without mirroring, up to 8).
     pub passes_per_tile: usize,
+    /// Tiles passed through the network over all folds, mirrored copies counted: `tiles x
+    /// passes_per_tile x folds`, unless ROI focus skipped tiles (its first pass is included).
+    pub network_passes: usize,
 }
 
 /// Logits of a case on the network's grid, before export.
@@ -181,6 +189,8 @@ pub struct CaseLogits {
     pub tiles: usize,
     /// Passes per tile.
     pub passes_per_tile: usize,
+    /// Tiles through the network over all folds (see [`Prediction::network_passes`]).
+    pub network_passes: usize,
 }
 
 /// What running every fold produced, before the logits are wrapped by precision.
@@ -189,6 +199,7 @@ struct FoldRun<T> {
     evidence: Vec<Vec<TileEvidence>>,
     tiles: usize,
     passes_per_tile: usize,
+    network_passes: usize,
 }
 
 impl<T> FoldRun<T> {
@@ -198,6 +209,7 @@ impl<T> FoldRun<T> {
             evidence: self.evidence,
             tiles: self.tiles,
             passes_per_tile: self.passes_per_tile,
+            network_passes: self.network_passes,
         }
     }
 }
@@ -334,6 +346,7 @@ impl Model {
             tiles: case.tiles,
             folds: self.fold_names(),
             passes_per_tile: case.passes_per_tile,
+            network_passes: case.network_passes,
         })
     }
 
@@ -367,6 +380,7 @@ impl Model {
             flips: &flips,
             classes: plan.num_classes(),
             collect_evidence: self.folder.classification.is_some(),
+            selected: None,
         };
         let padded = window::pad(pre.data.view(), &grid);
         let mut engine = self.engine.lock().map_err(|_| {
@@ -374,17 +388,54 @@ impl Model {
         })?;
         let Engine { networks, buffers } = &mut *engine;
         let folds = networks.len();
+        if folds == 0 {
+            return Err(Error::invalid_model("the model has no fold to run"));
+        }
+
+        // ROI focus: the first pass, then the tiles near its foreground. Progress counts the first
+        // pass as one fold's worth of work.
+        let mut coarse = None;
+        let mut selected = None;
+        let mut network_passes = 0;
+        let stages = if options.roi_focus { folds + 1 } else { folds };
+        if options.roi_focus {
+            let coarse_grid = TileGrid::new(shape, plan.patch_size, roi::COARSE_STEP)?;
+            let coarse_settings = WindowSettings { grid: &coarse_grid, flips: &[], ..settings.clone() };
+            let first = window::predict_fold::<T>(
+                &window::pad(pre.data.view(), &coarse_grid),
+                &coarse_settings,
+                networks[0].as_mut(),
+                buffers,
+                &mut |done, total| progress(done as f64 / (stages * total) as f64),
+            )?;
+            network_passes += coarse_grid.len();
+            let foreground = roi::foreground(&first.logits);
+            selected = Some(roi::select_tiles(&grid, &foreground, roi::margin(plan.patch_size)));
+            coarse = Some((first.logits, first.evidence));
+        }
+        let settings = WindowSettings { selected: selected.as_deref(), ..settings };
+        let first_stage = stages - folds;
+
         let mut average = FoldAverage::<T>::default();
         let mut evidence = Vec::with_capacity(folds);
         for (f, network) in networks.iter_mut().enumerate() {
             let out = window::predict_fold::<T>(&padded, &settings, network.as_mut(), buffers, &mut |done, total| {
-                progress((f * total + done) as f64 / (folds * total) as f64)
+                progress((first_stage + f) as f64 / stages as f64 + done as f64 / (stages * total.max(1)) as f64)
             })?;
+            network_passes +=
+                (1 + flips.len()) * selected.as_ref().map_or(grid.len(), |s| s.iter().filter(|&&run| run).count());
             average.add(out.logits);
             evidence.push(out.evidence);
         }
-        let logits = average.finish().ok_or_else(|| Error::invalid_model("the model has no fold to run"))?;
-        Ok(FoldRun { logits, evidence, tiles: grid.len(), passes_per_tile: 1 + flips.len() })
+        let mut logits = average.finish().ok_or_else(|| Error::invalid_model("the model has no fold to run"))?;
+        if let (Some((coarse, coarse_evidence)), Some(selected)) = (coarse, &selected) {
+            roi::fill_uncovered(&mut logits, &coarse, &roi::coverage(&grid, selected));
+            if !selected.contains(&true) {
+                // No foreground anywhere: the first pass is the only evidence there is.
+                evidence = vec![coarse_evidence];
+            }
+        }
+        Ok(FoldRun { logits, evidence, tiles: grid.len(), passes_per_tile: 1 + flips.len(), network_passes })
     }
 
     /// Estimated peak memory of predicting `volume` (bytes): the largest of the preprocessing,

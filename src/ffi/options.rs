@@ -321,6 +321,18 @@ pub extern "C" fn nnrt_predict_options_set_memory_limit(options: *mut nnrt_predi
     })
 }
 
+/// Opt-in ROI focus when `enabled` is nonzero (default 0): a cheap first pass (first fold, no
+/// mirroring, adjacent tiles) finds the foreground and the full pass runs only the tiles near it.
+/// Faster on cases with little foreground; not nnU-Net's algorithm (see BENCHMARKS.md).
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn nnrt_predict_options_set_roi_focus(options: *mut nnrt_predict_options, enabled: i32) -> nnrt_status {
+    with_predict_options(options, |o| {
+        o.inner.roi_focus = enabled != 0;
+        Ok(())
+    })
+}
+
 /// Installs a progress callback (NULL removes it). `user_data` is passed back untouched and
 /// never dereferenced by the library.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT` (options).

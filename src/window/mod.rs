@@ -4,6 +4,7 @@
 
 pub mod gaussian;
 pub mod mirror;
+pub mod roi;
 pub mod tiles;
 
 use half::f16;
@@ -95,6 +96,9 @@ pub struct WindowSettings<'a> {
     pub classes: usize,
     /// Whether to collect per-tile classification evidence.
     pub collect_evidence: bool,
+    /// Which tiles of `grid` to run (in [`TileGrid::tiles`] order); `None` runs all. Voxels no
+    /// run tile covers come out as NaN (0 / 0) for the caller to fill.
+    pub selected: Option<&'a [bool]>,
 }
 
 /// One fold's result: logits `(classes, z', y', x')` on the unpadded grid.
@@ -143,10 +147,15 @@ pub fn predict_fold<T: LogitScalar>(
     let mut logits = Array4::<T>::default((classes, pz, py, px));
     let mut weights = ndarray::Array3::<T>::default((pz, py, px));
     let mut evidence = Vec::new();
-    let total = grid.len();
     let gaussian: Vec<f32> = settings.gaussian.iter().map(|g| g.to_f32()).collect();
 
-    for (done, origin) in grid.tiles().enumerate() {
+    let runs = |index: usize| settings.selected.is_none_or(|s| s[index]);
+    let total = (0..grid.len()).filter(|&i| runs(i)).count();
+    let mut done = 0;
+    for (index, origin) in grid.tiles().enumerate() {
+        if !runs(index) {
+            continue;
+        }
         let [oz, oy, ox] = origin;
         // Batch: the tile, then one mirrored copy per flip set, written into the network's input.
         let tile_len = channels * patch_voxels;
@@ -203,7 +212,8 @@ pub fn predict_fold<T: LogitScalar>(
             let g = &gaussian[r * row_len..][..row_len];
             update_in_f32(acc, &mut buffers.wide, |_, w| w.iter_mut().zip(g).for_each(|(w, &g)| *w += g));
         }
-        after_tile(done + 1, total)?;
+        done += 1;
+        after_tile(done, total)?;
     }
 
     // Normalise by the accumulated weights and drop the padding.
@@ -344,8 +354,14 @@ mod tests {
         });
         let grid = TileGrid::new(shape, patch, step).unwrap();
         let gaussian = gaussian::gaussian_map(patch);
-        let settings =
-            WindowSettings { grid: &grid, gaussian: &gaussian, flips, classes: channels, collect_evidence: true };
+        let settings = WindowSettings {
+            grid: &grid,
+            gaussian: &gaussian,
+            flips,
+            classes: channels,
+            collect_evidence: true,
+            selected: None,
+        };
         let padded = pad(data.view(), &grid);
         let mut net = Identity::new(channels, patch);
         let mut ticks = 0;
@@ -416,8 +432,14 @@ mod tests {
         let patch = [8, 8, 8];
         let grid = TileGrid::new([11, 9, 13], patch, 0.5).unwrap();
         let gaussian = gaussian::gaussian_map(patch);
-        let settings =
-            WindowSettings { grid: &grid, gaussian: &gaussian, flips: &[], classes: 1, collect_evidence: false };
+        let settings = WindowSettings {
+            grid: &grid,
+            gaussian: &gaussian,
+            flips: &[],
+            classes: 1,
+            collect_evidence: false,
+            selected: None,
+        };
         let data = Array4::from_shape_fn((1, 11, 9, 13), |(_, z, y, x)| (z * 100 + y * 10 + x) as f32);
         let mut net = Identity::new(1, patch);
         let out: FoldLogits<f32> = predict_fold(

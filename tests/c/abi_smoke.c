@@ -242,6 +242,7 @@ static void null_arguments(nnrt_model *model, const nnrt_volume *volume, nnrt_re
   EXPECT_STATUS(nnrt_predict_options_set_classification_policy(NULL, NNRT_CLASSIFICATION_MEAN), NNRT_NULL_ARGUMENT);
   EXPECT_STATUS(nnrt_predict_options_set_precision(NULL, NNRT_PRECISION_SINGLE), NNRT_NULL_ARGUMENT);
   EXPECT_STATUS(nnrt_predict_options_set_memory_limit(NULL, 1), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_predict_options_set_roi_focus(NULL, 1), NNRT_NULL_ARGUMENT);
   EXPECT_STATUS(nnrt_predict_options_set_progress(NULL, record, NULL), NNRT_NULL_ARGUMENT);
   EXPECT_STATUS(nnrt_predict_options_set_progress(predict_options, NULL, NULL), NNRT_OK);
 

@@ -166,6 +166,9 @@ struct PredictOptions {
   std::uint32_t precision = NNRT_PRECISION_HALF;
   /// Refuse (NNRT_OUT_OF_MEMORY) a prediction whose estimated peak memory exceeds this; 0: none.
   std::uint64_t memory_limit = 0;
+  /// Opt-in ROI focus: a cheap first pass finds the foreground, the full pass runs only the tiles
+  /// near it (not nnU-Net's algorithm; see nnrt_predict_options_set_roi_focus).
+  bool roi_focus = false;
 };
 
 /// Progress: called with a stage (NNRT_STAGE_*) and the fraction done within it; return false
@@ -303,6 +306,7 @@ class Model {
     detail::check(nnrt_predict_options_set_classification_policy(raw_options, options.classification_policy));
     detail::check(nnrt_predict_options_set_precision(raw_options, options.precision));
     detail::check(nnrt_predict_options_set_memory_limit(raw_options, options.memory_limit));
+    detail::check(nnrt_predict_options_set_roi_focus(raw_options, options.roi_focus ? 1 : 0));
     Callback callback{&progress, nullptr};
     if (progress) detail::check(nnrt_predict_options_set_progress(raw_options, &Callback::trampoline, &callback));
     nnrt_result *raw = nullptr;

@@ -59,6 +59,9 @@ mod ffi {
         memory_limit: u64,
         /// Logit accumulation: "half" (nnU-Net's float16, the same answer) or "single".
         precision: String,
+        /// Opt-in ROI focus: a cheap first pass finds the foreground and the full pass runs only
+        /// the tiles near it (not nnU-Net's algorithm).
+        roi_focus: bool,
     }
 
     /// Milliseconds per stage.
@@ -287,6 +290,7 @@ fn default_predict_options() -> PredictOptions {
         classification_policy: policy_name(d.classification_policy).to_string(),
         memory_limit: d.memory_limit.unwrap_or(0),
         precision: precision_name(d.precision).to_string(),
+        roi_focus: d.roi_focus,
     }
 }
 
@@ -372,6 +376,7 @@ impl PredictOptions {
             classification_policy,
             precision,
             memory_limit: (self.memory_limit > 0).then_some(self.memory_limit),
+            roi_focus: self.roi_focus,
         })
     }
 }

@@ -123,6 +123,7 @@ _PROTOTYPES = {
     "nnrt_predict_options_free": (None, [_handle]),
     "nnrt_predict_options_set_step_size": (_status, [_handle, c_double]),
     "nnrt_predict_options_set_tta": (_status, [_handle, c_int32]),
+    "nnrt_predict_options_set_roi_focus": (_status, [_handle, c_int32]),
     "nnrt_predict_options_set_probabilities": (_status, [_handle, c_int32]),
     "nnrt_predict_options_set_classification_policy": (_status, [_handle, c_uint32]),
     "nnrt_predict_options_set_progress": (_status, [_handle, PROGRESS_FN, c_void_p]),

@@ -400,6 +400,7 @@ class Model:
         tta: bool = True,
         probabilities: bool = False,
         classification_policy: str = "lesion_weighted",
+        roi_focus: bool = False,
         progress: Optional[ProgressCallback] = None,
     ) -> Prediction:
         """Segments one volume.
@@ -413,7 +414,9 @@ class Model:
 
         ``step_size`` is the sliding-window step as a fraction of the patch; ``tta`` enables
         mirroring; ``probabilities`` also returns per-label softmax probabilities;
-        ``classification_policy`` is ``"lesion_weighted"`` or ``"mean"``.
+        ``classification_policy`` is ``"lesion_weighted"`` or ``"mean"``; ``roi_focus`` (opt-in,
+        not nnU-Net's algorithm) runs a cheap first pass and the full pass only near its
+        foreground.
 
         ``progress(stage, fraction)`` is called on this thread at stage boundaries and after
         every tile; returning False cancels (:class:`~nnunet_rt.Cancelled` is raised within one
@@ -466,6 +469,7 @@ class Model:
             _raise_for(lib, lib.nnrt_predict_options_set_tta(options, 1 if tta else 0))
             _raise_for(lib, lib.nnrt_predict_options_set_probabilities(options, 1 if probabilities else 0))
             _raise_for(lib, lib.nnrt_predict_options_set_classification_policy(options, policy))
+            _raise_for(lib, lib.nnrt_predict_options_set_roi_focus(options, 1 if roi_focus else 0))
             if callback is not None:
                 _raise_for(lib, lib.nnrt_predict_options_set_progress(options, callback, None))
             with self._handle_in_use() as model:

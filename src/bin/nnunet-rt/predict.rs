@@ -85,6 +85,10 @@ pub struct PredictArgs {
     /// Refuse a case up front when its estimated peak memory exceeds this (bytes, or with K/M/G)
     #[arg(long = "memory-limit", value_parser = parse_bytes)]
     memory_limit: Option<u64>,
+    /// Opt-in: a cheap first pass finds the foreground, the full pass runs only tiles near it
+    /// (faster; not nnU-Net's algorithm, see BENCHMARKS.md for its agreement)
+    #[arg(long = "roi-focus")]
+    roi_focus: bool,
     /// No progress bar
     #[arg(short = 'q', long)]
     quiet: bool,
@@ -124,6 +128,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         },
         precision: if args.precision == "single" { Precision::Single } else { Precision::Half },
         memory_limit: args.memory_limit,
+        roi_focus: args.roi_focus,
     };
     // Bad arguments fail before the model or any file is touched.
     options.validate()?;
@@ -216,6 +221,8 @@ fn report(
         "folds": p.folds,
         "tiles_per_fold": p.tiles,
         "passes_per_tile": p.passes_per_tile,
+        "network_passes": p.network_passes,
+        "roi_focus": options.roi_focus,
         "tta": options.mirroring && p.passes_per_tile > 1,
         "step_size": options.step_size,
         "dims_xyz": p.dims,
