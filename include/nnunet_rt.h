@@ -466,6 +466,13 @@ nnrt_status nnrt_options_set_device(struct nnrt_options *options,
 nnrt_status nnrt_options_set_threads(struct nnrt_options *options, uint32_t threads);
 
 /**
+ * On CUDA, allow (nonzero) or forbid (0, default) TF32 tensor-core convolutions: faster, with
+ * about 10 mantissa bits in the products. No effect on the CPU.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+ */
+nnrt_status nnrt_options_set_tf32(struct nnrt_options *options, int32_t enabled);
+
+/**
  * Selects folds by name (`"0"`, `"all"`...) in the order their logits are averaged; `count` 0
  * restores "every exported fold". The strings are copied.
  * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (invalid UTF-8).

@@ -28,6 +28,10 @@ pub struct LoadOptions {
     pub device: Device,
     /// ONNX Runtime intra-op threads; `None` lets ONNX Runtime use every core.
     pub intra_threads: Option<usize>,
+    /// On CUDA, let convolutions use TF32 tensor cores (faster, ~10 bits of mantissa in the
+    /// products; the original system trains and predicts with it allowed). Off by default, so
+    /// CUDA computes in full float32 like the CPU.
+    pub allow_tf32: bool,
     /// Explicit path of `libonnxruntime.so`; `None` searches (see [`crate::backend::runtime`]).
     pub ort_library: Option<PathBuf>,
 }
@@ -243,7 +247,11 @@ impl Model {
     pub fn load(dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
         let folder = ModelFolder::open(dir.as_ref(), options.folds.as_deref())?;
         let runtime = runtime::runtime(options.ort_library.as_deref())?;
-        let settings = SessionSettings { device: options.device, intra_threads: options.intra_threads };
+        let settings = SessionSettings {
+            device: options.device,
+            intra_threads: options.intra_threads,
+            allow_tf32: options.allow_tf32,
+        };
         let plan = &folder.plan;
         let tile_shape = [plan.channel_names.len(), plan.patch_size[0], plan.patch_size[1], plan.patch_size[2]];
         let networks = folder

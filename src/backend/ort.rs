@@ -30,6 +30,8 @@ pub struct SessionSettings {
     pub device: Device,
     /// Intra-op threads (`None`: ONNX Runtime's default, one per core).
     pub intra_threads: Option<usize>,
+    /// CUDA only: allow TF32 tensor-core convolutions.
+    pub allow_tf32: bool,
 }
 
 /// One fold's network in ONNX Runtime.
@@ -92,7 +94,7 @@ impl OrtNetwork {
         // ResEncUNet-M at 64x128x192 that held ~1 GiB more at peak (2.45 vs 1.46 GiB RSS) with no
         // measurable speed difference (BENCHMARKS.md), so it is off.
         builder = builder.with_memory_pattern(false).map_err(|e| fail("configure", e.into()))?;
-        builder = register_device(builder, settings.device)?;
+        builder = register_device(builder, settings)?;
         let session = builder.commit_from_file(onnx_path).map_err(|e| fail("load", e))?;
         let seg_name = metadata.output(ROLE_SEGMENTATION).map(|o| o.name.clone()).unwrap_or_default();
         let cls_name = metadata.output(ROLE_CLASSIFICATION).map(|o| o.name.clone());
@@ -163,12 +165,22 @@ impl OrtNetwork {
 #[cfg(feature = "cuda")]
 fn register_device(
     builder: ort::session::builder::SessionBuilder,
-    device: Device,
+    settings: &SessionSettings,
 ) -> Result<ort::session::builder::SessionBuilder> {
-    match device {
+    use ort::ep::cuda::ConvAlgorithmSearch;
+    match settings.device {
         Device::Cpu => Ok(builder),
+        // Exhaustive cuDNN search benchmarks every convolution algorithm once per input shape
+        // (the first run of each batch size); a sliding window repeats one shape thousands of
+        // times, so that is repaid at once.
         Device::Cuda(id) => builder
-            .with_execution_providers([ort::ep::CUDA::default().with_device_id(id).build().error_on_failure()])
+            .with_execution_providers([ort::ep::CUDA::default()
+                .with_device_id(id)
+                .with_conv_algorithm_search(ConvAlgorithmSearch::Exhaustive)
+                .with_conv_max_workspace(true)
+                .with_tf32(settings.allow_tf32)
+                .build()
+                .error_on_failure()])
             .map_err(|e| {
                 Error::new(
                     ErrorKind::RuntimeUnavailable,
@@ -181,9 +193,9 @@ fn register_device(
 #[cfg(not(feature = "cuda"))]
 fn register_device(
     builder: ort::session::builder::SessionBuilder,
-    device: Device,
+    settings: &SessionSettings,
 ) -> Result<ort::session::builder::SessionBuilder> {
-    match device {
+    match settings.device {
         Device::Cpu => Ok(builder),
         Device::Cuda(_) => Err(Error::new(
             ErrorKind::RuntimeUnavailable,

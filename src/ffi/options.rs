@@ -90,6 +90,17 @@ pub extern "C" fn nnrt_options_set_threads(options: *mut nnrt_options, threads: 
     })
 }
 
+/// On CUDA, allow (nonzero) or forbid (0, default) TF32 tensor-core convolutions: faster, with
+/// about 10 mantissa bits in the products. No effect on the CPU.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn nnrt_options_set_tf32(options: *mut nnrt_options, enabled: i32) -> nnrt_status {
+    with_options(options, |o| {
+        o.allow_tf32 = enabled != 0;
+        Ok(())
+    })
+}
+
 /// Selects folds by name (`"0"`, `"all"`...) in the order their logits are averaged; `count` 0
 /// restores "every exported fold". The strings are copied.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (invalid UTF-8).

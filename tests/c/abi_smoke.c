@@ -202,6 +202,7 @@ static void null_arguments(nnrt_model *model, const nnrt_volume *volume, nnrt_re
   EXPECT_STATUS(nnrt_options_new(&options), NNRT_OK);
   EXPECT_STATUS(nnrt_options_set_device(NULL, NNRT_DEVICE_CPU, 0), NNRT_NULL_ARGUMENT);
   EXPECT_STATUS(nnrt_options_set_threads(NULL, 1), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_options_set_tf32(NULL, 1), NNRT_NULL_ARGUMENT);
   EXPECT_STATUS(nnrt_options_set_folds(NULL, &fold, 1), NNRT_NULL_ARGUMENT);
   EXPECT_STATUS(nnrt_options_set_folds(options, NULL, 1), NNRT_NULL_ARGUMENT);
   folds_with_null[0] = "0";

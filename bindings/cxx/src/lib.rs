@@ -336,6 +336,7 @@ impl LoadOptions {
             folds: (!self.folds.is_empty()).then(|| self.folds.clone()),
             device: parse_device(&self.device)?,
             intra_threads: (self.threads > 0).then_some(self.threads),
+            allow_tf32: false,
             ort_library: (!self.ort_library.is_empty()).then(|| self.ort_library.clone().into()),
         })
     }

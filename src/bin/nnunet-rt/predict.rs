@@ -26,6 +26,9 @@ pub struct ModelArgs {
     /// ONNX Runtime intra-op threads (default: one per core)
     #[arg(long)]
     threads: Option<usize>,
+    /// On CUDA, allow TF32 tensor-core convolutions (faster, slightly less precise)
+    #[arg(long)]
+    tf32: bool,
     /// Path of libonnxruntime.so (default: NNUNET_RT_ORT_LIB, ORT_DYLIB_PATH, next to the binary, the fetched copy)
     #[arg(long = "ort-lib")]
     ort_lib: Option<PathBuf>,
@@ -37,6 +40,7 @@ impl ModelArgs {
             folds: (!self.folds.is_empty()).then(|| self.folds.clone()),
             device: self.device,
             intra_threads: self.threads,
+            allow_tf32: self.tf32,
             ort_library: self.ort_lib.clone(),
         };
         Model::load(&self.model, &options)
