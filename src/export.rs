@@ -89,7 +89,13 @@ pub fn export<T: LogitScalar>(
     plan: &Plan,
     with_probabilities: bool,
 ) -> Exported {
-    let resampled = resample_logits(logits, pre, plan);
+    // On the input's own grid already (no resampling): use the logits as they are.
+    let same_grid = logits.shape()[1..] == pre.shape_after_cropping[..];
+    let resampled = if same_grid {
+        std::borrow::Cow::Borrowed(logits)
+    } else {
+        std::borrow::Cow::Owned(resample_logits(logits, pre, plan))
+    };
     let classes = resampled.shape()[0];
     let crop_shape = pre.shape_after_cropping;
     let voxels: usize = crop_shape.iter().product();

@@ -390,7 +390,7 @@ impl Model {
             collect_evidence: self.folder.classification.is_some(),
             selected: None,
         };
-        let padded = window::pad(pre.data.view(), &grid);
+        let padded = window::padded(&pre.data, &grid);
         let mut engine = self.engine.lock().map_err(|_| {
             Error::new(ErrorKind::Poisoned, "the model is unusable: an earlier prediction panicked; load it again")
         })?;
@@ -410,7 +410,7 @@ impl Model {
             let coarse_grid = TileGrid::new(shape, plan.patch_size, roi::COARSE_STEP)?;
             let coarse_settings = WindowSettings { grid: &coarse_grid, flips: &[], ..settings.clone() };
             let first = window::predict_fold::<T>(
-                &window::pad(pre.data.view(), &coarse_grid),
+                &window::padded(&pre.data, &coarse_grid),
                 &coarse_settings,
                 networks[0].as_mut(),
                 buffers,
@@ -447,8 +447,11 @@ impl Model {
     }
 
     /// Estimated peak memory of predicting `volume` (bytes): the largest of the preprocessing,
-    /// sliding-window and export working sets, each counted from its buffers. An estimate, used
-    /// by [`PredictOptions::memory_limit`] to refuse early rather than fail late.
+    /// sliding-window and export working sets, each counted from its buffers. An upper estimate
+    /// (a 512 x 512 x 1000 CT at the model's spacing: 4.4 GiB estimated, 3.2 GiB measured; see
+    /// `examples/memory_bound.rs`), used by [`PredictOptions::memory_limit`] to refuse early
+    /// rather than fail late. The caller's volume and ONNX Runtime's own working set (fixed per
+    /// patch size: ~1.4 GiB for ResEncUNet-M at 64 x 128 x 192 on the CPU) come on top.
     pub fn estimate_peak_bytes(&self, volume: &VolumeView<'_>, options: &PredictOptions) -> u64 {
         let plan = self.plan();
         let channels = plan.channel_names.len() as u64;
@@ -471,26 +474,29 @@ impl Model {
             Precision::Half => 2,
             Precision::Single => 4,
         };
-        // Preprocessing: cropped float32 copy, float64 input + spline coefficients + output of one
-        // channel (padding adds at most 24 voxels per axis), float32 result.
-        // Full 3-D resampling also holds every source plane resampled in-plane (float64).
+        // Whether anything is resampled or padded (judged on the uncropped shape: a crop only
+        // shrinks the buffers counted here).
+        let resampling = new_shape != shape;
+        let padding = (0..3).any(|i| new_shape[i] < plan.patch_size[i]);
+        // Preprocessing: cropped float32 copy; when resampling, float64 input + spline
+        // coefficients + in-plane planes + output of one channel, and the float32 result.
         let spline: u64 = (0..3).map(|i| shape[i] as u64 + 24).product();
         let in_plane = (shape[0] as u64 + 24) * (new_shape[1] * new_shape[2]) as u64;
-        let preprocess =
-            channels * input * 4 + input * 8 + spline * 8 + in_plane * 8 + resampled * 8 + channels * resampled * 4;
-        // Sliding window: padded input, running total plus one fold's logits, weights, tile buffers
-        // (input batch, network output, flip and average scratch), plus the preprocessed array.
+        let resample_work = input * 8 + spline * 8 + in_plane * 8 + resampled * 8 + channels * resampled * 4;
+        let preprocess = channels * input * 4 + if resampling { resample_work } else { 0 };
+        // Sliding window: the preprocessed array (and its padded copy), running total plus one
+        // fold's logits, weights, tile buffers (input batch, network output, flip and average
+        // scratch).
         let window = channels * resampled * 4
-            + channels * padded * 4
+            + if padding { channels * padded * 4 } else { 0 }
             + 2 * classes * padded * logit_bytes
             + padded * logit_bytes
             + passes * patch * 4 * (channels + 2 * classes);
-        // Export: logits on the network grid and resampled, one channel in float64 twice, labels,
-        // probabilities (twice: cropped and pasted) when requested.
+        // Export: logits on the network grid and, when resampling, resampled plus one channel in
+        // float64 three times; labels; probabilities (cropped and pasted) when requested.
         let probabilities = if options.probabilities { 2 * classes * input * 4 } else { 0 };
         let export = classes * resampled * logit_bytes
-            + classes * input * logit_bytes
-            + 3 * input.max(resampled) * 8
+            + if resampling { classes * input * logit_bytes + 3 * input.max(resampled) * 8 } else { 0 }
             + 3 * input
             + probabilities;
         preprocess.max(window).max(export)

@@ -231,3 +231,22 @@ fn volumes_with_bad_geometry_or_values_are_refused() {
     let err = VolumeView::new(VoxelData::F32(&nan), [3, 3, 3], 1, Geometry::with_spacing([1.0; 3])).unwrap_err();
     assert!(err.message().contains("NaN"), "{err}");
 }
+
+#[test]
+fn asking_for_cuda_without_it_is_a_clear_error_not_a_cpu_fallback() {
+    if !common::ort_available() {
+        return;
+    }
+    // A build without the `cuda` feature refuses at once; a CUDA build on a machine without a
+    // usable GPU fails to register the provider. Either way: an error naming CUDA, never a model
+    // that silently runs on the CPU.
+    let options = LoadOptions { device: nnunet_rt::Device::Cuda(0), ..LoadOptions::default() };
+    match Model::load(model_dir("resenc_ct"), &options) {
+        Err(err) => {
+            assert_eq!(err.kind(), ErrorKind::RuntimeUnavailable, "{err}");
+            assert!(err.message().contains("CUDA"), "{err}");
+        }
+        Ok(_) if cfg!(feature = "cuda") => eprintln!("a CUDA device is present: the GPU path loaded"),
+        Ok(_) => panic!("a build without CUDA support loaded a model for --device cuda"),
+    }
+}

@@ -58,11 +58,16 @@ pub fn preprocess(volume: &VolumeView<'_>, plan: &Plan) -> Result<Preprocessed> 
         )));
     }
 
-    let mut out = Vec::with_capacity(channels * new_shape.iter().product::<usize>());
+    let resampling = new_shape != shape_after_cropping;
+    // Without resampling the normalised crop is the result: no second copy of the volume.
+    let mut out = Vec::with_capacity(if resampling { channels * new_shape.iter().product::<usize>() } else { 0 });
     for c in 0..channels {
         let mut channel = cropped.index_axis_mut(ndarray::Axis(0), c);
         let channel = channel.as_slice_mut().expect("a fresh crop is contiguous");
         normalize::normalize_channel(channel, &plan.normalization[c], mask.as_deref())?;
+        if !resampling {
+            continue;
+        }
         out.extend(resample::resample_channel(
             channel,
             shape_after_cropping,
@@ -72,6 +77,10 @@ pub fn preprocess(volume: &VolumeView<'_>, plan: &Plan) -> Result<Preprocessed> 
             &plan.resample_data,
         ));
     }
-    let out = Array4::from_shape_vec((channels, new_shape[0], new_shape[1], new_shape[2]), out).expect("sizes match");
+    let out = if resampling {
+        Array4::from_shape_vec((channels, new_shape[0], new_shape[1], new_shape[2]), out).expect("sizes match")
+    } else {
+        cropped
+    };
     Ok(Preprocessed { data: out, shape_before_cropping: shape, bbox, shape_after_cropping, original_spacing })
 }

@@ -118,6 +118,15 @@ pub struct TileBuffers {
     wide: Vec<f32>,
 }
 
+/// `data` padded for `grid`: borrowed as it is when no axis needs padding, else a padded copy.
+pub fn padded<'a>(data: &'a Array4<f32>, grid: &TileGrid) -> std::borrow::Cow<'a, Array4<f32>> {
+    if grid.padded == grid.shape && data.is_standard_layout() {
+        std::borrow::Cow::Borrowed(data)
+    } else {
+        std::borrow::Cow::Owned(pad(data.view(), grid))
+    }
+}
+
 /// Pads `data` (`(channels, z', y', x')`) with zeros to the grid's padded shape.
 pub fn pad(data: ArrayView4<'_, f32>, grid: &TileGrid) -> Array4<f32> {
     let [pz, py, px] = grid.padded;
@@ -229,7 +238,12 @@ pub fn predict_fold<T: LogitScalar>(
     }
     let [bz, by, bx] = grid.pad_before;
     let [sz, sy, sx] = grid.shape;
-    let logits = logits.slice(s![.., bz..bz + sz, by..by + sy, bx..bx + sx]).to_owned();
+    // Unpadded (every axis at least a patch long): the accumulator is the result, no copy.
+    let logits = if grid.padded == grid.shape {
+        logits
+    } else {
+        logits.slice(s![.., bz..bz + sz, by..by + sy, bx..bx + sx]).to_owned()
+    };
     Ok(FoldLogits { logits, evidence })
 }
 
