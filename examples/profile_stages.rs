@@ -13,6 +13,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let folder = ModelFolder::open(&PathBuf::from(&args[1]), None).unwrap();
     let plan = &folder.plan;
+    // With a third argument, load the model into ONNX Runtime first (as the CLI does), to see
+    // what an idle runtime costs the stages around it.
+    let _model = args.get(3).map(|_| nnunet_rt::Model::load(&args[1], &Default::default()).unwrap());
     let mut best = vec![Duration::MAX; 8];
     let names = ["read", "box", "crop", "normalize", "resample", "preprocess", "resample_logits", "export"];
     let mut first = vec![Duration::ZERO; 8];
