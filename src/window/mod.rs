@@ -180,23 +180,27 @@ pub fn predict_fold<T: LogitScalar>(
         let seg = outputs.segmentation;
 
         // Mirror average in float32: identity first, then each flipped pass flipped back, / passes.
+        // Without mirroring the network's output is the average, read in place.
         let out_len = classes * patch_voxels;
-        buffers.averaged.clear();
-        buffers.averaged.extend_from_slice(&seg[..out_len]);
-        buffers.flipped.resize(out_len, 0.0);
-        for (k, flip) in settings.flips.iter().enumerate() {
-            let pass = &seg[(k + 1) * out_len..(k + 2) * out_len];
-            mirror::flip_copy(pass, &mut buffers.flipped, classes, patch, *flip);
-            for (a, f) in buffers.averaged.iter_mut().zip(&buffers.flipped) {
-                *a += *f;
+        let averaged: &[f32] = if settings.flips.is_empty() {
+            &seg[..out_len]
+        } else {
+            buffers.averaged.clear();
+            buffers.averaged.extend_from_slice(&seg[..out_len]);
+            buffers.flipped.resize(out_len, 0.0);
+            for (k, flip) in settings.flips.iter().enumerate() {
+                let pass = &seg[(k + 1) * out_len..(k + 2) * out_len];
+                mirror::flip_copy(pass, &mut buffers.flipped, classes, patch, *flip);
+                for (a, f) in buffers.averaged.iter_mut().zip(&buffers.flipped) {
+                    *a += *f;
+                }
             }
-        }
-        if passes > 1 {
             let n = passes as f32;
             buffers.averaged.iter_mut().for_each(|a| *a /= n);
-        }
+            &buffers.averaged
+        };
         if settings.collect_evidence {
-            evidence.push(tile_evidence(&buffers.averaged, outputs.classification, classes, passes));
+            evidence.push(tile_evidence(averaged, outputs.classification, classes, passes));
         }
 
         // Gaussian weighting and accumulation, rounding once per addition like nnU-Net's
@@ -205,7 +209,7 @@ pub fn predict_fold<T: LogitScalar>(
         let row_len = patch[2];
         buffers.wide.resize(row_len, 0.0);
         for c in 0..classes {
-            let averaged = &buffers.averaged[c * patch_voxels..(c + 1) * patch_voxels];
+            let averaged = &averaged[c * patch_voxels..(c + 1) * patch_voxels];
             for (r, (z, y)) in patch_rows(patch).enumerate() {
                 let mut acc = logits.slice_mut(s![c, oz + z, oy + y, ox..ox + row_len]);
                 let acc = acc.as_slice_mut().expect("rows of a standard-layout array are contiguous");
