@@ -58,9 +58,13 @@ pub fn nonzero_box(volume: &VolumeView<'_>, tf: [usize; 3], fill_mask: bool) -> 
     }
     let shape: [usize; 3] = std::array::from_fn(|i| bbox[i][1] - bbox[i][0]);
     let strides = input_strides(volume);
+    let rows = CropRows::new(shape, &bbox, tf, strides);
     let mut mask = vec![false; shape.iter().product()];
-    for (o, m) in mask.iter_mut().enumerate() {
-        *m = nonzero(input_offset(o, shape, &bbox, tf, strides));
+    for (r, row) in mask.chunks_mut(shape[2]).enumerate() {
+        let start = rows.start(r);
+        for (k, m) in row.iter_mut().enumerate() {
+            *m = nonzero(start + k * rows.stride());
+        }
     }
     fill_holes(&mut mask, shape);
     (bbox, Some(mask))
@@ -118,19 +122,6 @@ impl CropRows {
 pub(crate) fn input_strides(volume: &VolumeView<'_>) -> [usize; 3] {
     let [dx, dy, _] = volume.dims();
     [dy * dx, dx, 1]
-}
-
-/// Input offset of output voxel `o` (C order over `shape`, transposed axes, inside `bbox`).
-#[inline]
-pub(crate) fn input_offset(
-    o: usize,
-    shape: [usize; 3],
-    bbox: &[[usize; 2]; 3],
-    tf: [usize; 3],
-    strides: [usize; 3],
-) -> usize {
-    let idx = [o / (shape[1] * shape[2]), (o / shape[2]) % shape[1], o % shape[2]];
-    (0..3).map(|i| (bbox[i][0] + idx[i]) * strides[tf[i]]).sum()
 }
 
 /// `scipy.ndimage.binary_fill_holes` with its default structure: background voxels that are not
