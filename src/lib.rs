@@ -16,7 +16,7 @@ pub mod preprocess;
 pub mod volume;
 pub mod window;
 
-pub use backend::ort::Device;
+pub use backend::device::{Device, NetworkPrecision, Provider};
 pub use classify::{Classification, ClassificationPolicy};
 pub use error::{Error, ErrorKind, Result};
 pub use export::Labels;

@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 use half::f16;
 use ndarray::Array4;
 
-use crate::backend::ort::{Device, OrtNetwork, SessionSettings};
-use crate::backend::{runtime, TileNetwork};
+use crate::backend::device::{Device, NetworkPrecision};
+use crate::backend::ort::{OrtNetwork, SessionSettings};
+use crate::backend::runtime::{self, RuntimeInfo};
+use crate::backend::TileNetwork;
 use crate::classify::{self, Classification, ClassificationPolicy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::export::{self, Labels};
@@ -24,9 +26,15 @@ use crate::window::{
 pub struct LoadOptions {
     /// Fold names to use (`"0"`, `"all"`...), in order; `None` uses every exported fold.
     pub folds: Option<Vec<String>>,
-    /// Where the network runs (CPU by default).
+    /// Where the network runs: `Auto` (default) is OpenVINO on the CPU when its plugin loads,
+    /// else ONNX Runtime's CPU provider, in float32 either way.
     pub device: Device,
-    /// ONNX Runtime intra-op threads; `None` lets ONNX Runtime use every core.
+    /// The network's arithmetic: float32 (default, nnU-Net's answer) or the opt-in bfloat16
+    /// (OpenVINO only, several times faster on CPUs with AVX512_BF16 / AMX; changes the answer
+    /// slightly, see BENCHMARKS.md).
+    pub network_precision: NetworkPrecision,
+    /// Threads of the network's provider (ONNX Runtime intra-op or OpenVINO inference threads);
+    /// `None` uses every core.
     pub intra_threads: Option<usize>,
     /// On CUDA, let convolutions use TF32 tensor cores (faster, ~10 bits of mantissa in the
     /// products; the original system trains and predicts with it allowed). Off by default, so
@@ -34,6 +42,12 @@ pub struct LoadOptions {
     pub allow_tf32: bool,
     /// Explicit path of `libonnxruntime.so`; `None` searches (see [`crate::backend::runtime`]).
     pub ort_library: Option<PathBuf>,
+    /// Explicit path of `libonnxruntime_providers_openvino_plugin.so`; `None` searches (see
+    /// [`crate::backend::runtime`]). An explicit path that does not load is an error.
+    pub openvino_library: Option<PathBuf>,
+    /// OpenVINO only: a folder where compiled networks are cached, so later loads of the same
+    /// model skip compilation.
+    pub openvino_cache_dir: Option<PathBuf>,
 }
 
 /// How one volume is predicted. The defaults are `nnUNetv2_predict`'s.
@@ -233,7 +247,7 @@ pub struct Model {
     folder: ModelFolder,
     gaussian: Vec<f16>,
     engine: Mutex<Engine>,
-    runtime_path: Option<PathBuf>,
+    runtime_info: Option<RuntimeInfo>,
 }
 
 impl std::fmt::Debug for Model {
@@ -247,10 +261,14 @@ impl Model {
     pub fn load(dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
         let folder = ModelFolder::open(dir.as_ref(), options.folds.as_deref())?;
         let runtime = runtime::runtime(options.ort_library.as_deref())?;
+        let resolved =
+            runtime.resolve(options.device, options.network_precision, options.openvino_library.as_deref())?;
         let settings = SessionSettings {
-            device: options.device,
+            provider: resolved.provider,
+            precision: options.network_precision,
             intra_threads: options.intra_threads,
             allow_tf32: options.allow_tf32,
+            openvino_cache_dir: options.openvino_cache_dir.clone(),
         };
         let plan = &folder.plan;
         let tile_shape = [plan.channel_names.len(), plan.patch_size[0], plan.patch_size[1], plan.patch_size[2]];
@@ -263,7 +281,18 @@ impl Model {
             })
             .collect::<Result<Vec<_>>>()?;
         let mut model = Model::with_networks(folder, networks);
-        model.runtime_path = Some(runtime.path.clone());
+        model.runtime_info = Some(RuntimeInfo {
+            nnunet_rt_version: env!("CARGO_PKG_VERSION").to_string(),
+            device_requested: options.device.to_string(),
+            device: resolved.provider.device().to_string(),
+            execution_provider: resolved.provider.ort_name().to_string(),
+            network_precision: options.network_precision.to_string(),
+            threads: options.intra_threads,
+            onnxruntime_version: runtime.version.clone(),
+            onnxruntime_library: runtime.path.clone(),
+            openvino: resolved.openvino.cloned(),
+            auto_fallback_reason: resolved.fallback_reason,
+        });
         Ok(model)
     }
 
@@ -275,7 +304,7 @@ impl Model {
             folder,
             gaussian,
             engine: Mutex::new(Engine { networks, buffers: TileBuffers::default() }),
-            runtime_path: None,
+            runtime_info: None,
         }
     }
 
@@ -296,7 +325,13 @@ impl Model {
 
     /// Path of the ONNX Runtime library in use, when sessions are ONNX Runtime's.
     pub fn runtime_path(&self) -> Option<&Path> {
-        self.runtime_path.as_deref()
+        self.runtime_info.as_ref().map(|info| info.onnxruntime_library.as_path())
+    }
+
+    /// What the network runs on (provider, precision, library versions and paths), when
+    /// sessions are ONNX Runtime's.
+    pub fn runtime_info(&self) -> Option<&RuntimeInfo> {
+        self.runtime_info.as_ref()
     }
 
     /// Predicts `volume`. `progress(stage, fraction)` is called at stage boundaries and after

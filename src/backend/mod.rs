@@ -1,6 +1,7 @@
 //! The only place the network runs. The sliding window talks to a [`TileNetwork`]; ONNX Runtime
 //! is one implementation ([`ort`]), a test can plug in another.
 
+pub mod device;
 pub mod ort;
 pub mod runtime;
 

@@ -3,35 +3,30 @@
 use std::path::Path;
 
 use ort::memory::Allocator;
-use ort::session::builder::GraphOptimizationLevel;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::IoBinding;
 use ort::session::Session;
 use ort::value::Tensor;
 
+use super::device::{NetworkPrecision, Provider};
 use super::runtime::Runtime;
 use super::{TileNetwork, TileOutputs};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{ExportMetadata, ROLE_CLASSIFICATION, ROLE_SEGMENTATION};
 
-/// Where the network runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Device {
-    /// ONNX Runtime's CPU provider.
-    #[default]
-    Cpu,
-    /// The CUDA provider on the given GPU; registration failure is an error, never a CPU fallback.
-    Cuda(i32),
-}
-
-/// How sessions are built.
-#[derive(Debug, Clone, Default)]
+/// How sessions are built: the resolved provider and its settings.
+#[derive(Debug, Clone)]
 pub struct SessionSettings {
-    /// Execution device.
-    pub device: Device,
-    /// Intra-op threads (`None`: ONNX Runtime's default, one per core).
+    /// The execution provider every node runs on.
+    pub provider: Provider,
+    /// The network's arithmetic; bfloat16 only on OpenVINO (checked before sessions are built).
+    pub precision: NetworkPrecision,
+    /// Threads for the network (`None`: the provider's default, one per core).
     pub intra_threads: Option<usize>,
     /// CUDA only: allow TF32 tensor-core convolutions.
     pub allow_tf32: bool,
+    /// OpenVINO only: where compiled networks are cached between loads.
+    pub openvino_cache_dir: Option<std::path::PathBuf>,
 }
 
 /// One fold's network in ONNX Runtime.
@@ -78,9 +73,15 @@ impl OrtNetwork {
             let kind = if what == "load" { ErrorKind::InvalidModel } else { ErrorKind::Runtime };
             Error::new(kind, format!("{}: cannot {what} the ONNX model: {e}", onnx_path.display()))
         };
+        // OpenVINO optimises the graph itself; ONNX Runtime's fusions would only make operators
+        // (FusedConv...) that OpenVINO does not take.
+        let level = match settings.provider {
+            Provider::OpenVino => GraphOptimizationLevel::Disable,
+            Provider::Cpu | Provider::Cuda(_) => GraphOptimizationLevel::All,
+        };
         let mut builder = Session::builder(&runtime.environment)
             .map_err(|e| fail("configure", e))?
-            .with_optimization_level(GraphOptimizationLevel::All)
+            .with_optimization_level(level)
             .map_err(|e| fail("configure", e.into()))?;
         if let Some(threads) = settings.intra_threads {
             builder = builder.with_intra_threads(threads).map_err(|e| fail("configure", e.into()))?;
@@ -94,7 +95,7 @@ impl OrtNetwork {
         // ResEncUNet-M at 64x128x192 that held ~1 GiB more at peak (2.45 vs 1.46 GiB RSS) with no
         // measurable speed difference (BENCHMARKS.md), so it is off.
         builder = builder.with_memory_pattern(false).map_err(|e| fail("configure", e.into()))?;
-        builder = register_device(builder, settings)?;
+        builder = place(builder, runtime, settings)?;
         let session = builder.commit_from_file(onnx_path).map_err(|e| fail("load", e))?;
         let seg_name = metadata.output(ROLE_SEGMENTATION).map(|o| o.name.clone()).unwrap_or_default();
         let cls_name = metadata.output(ROLE_CLASSIFICATION).map(|o| o.name.clone());
@@ -146,7 +147,6 @@ impl OrtNetwork {
             let input = Tensor::<f32>::new(&allocator, [batch, c, z, y, x])?;
             let mut segmentation = Tensor::<f32>::new(&allocator, [batch, self.classes, z, y, x])?;
             let mut binding = self.session.create_binding()?;
-            binding.bind_input(self.input_name.as_str(), &input)?;
             binding.bind_output(self.seg_name.as_str(), segmentation.view_mut())?;
             let classification = match &self.cls_name {
                 Some(name) => {
@@ -162,46 +162,73 @@ impl OrtNetwork {
     }
 }
 
-#[cfg(feature = "cuda")]
-fn register_device(
-    builder: ort::session::builder::SessionBuilder,
-    settings: &SessionSettings,
-) -> Result<ort::session::builder::SessionBuilder> {
-    use ort::ep::cuda::ConvAlgorithmSearch;
-    match settings.device {
-        Device::Cpu => Ok(builder),
-        // Exhaustive cuDNN search benchmarks every convolution algorithm once per input shape
-        // (the first run of each batch size); a sliding window repeats one shape thousands of
-        // times, so that is repaid at once.
-        Device::Cuda(id) => builder
-            .with_execution_providers([ort::ep::CUDA::default()
-                .with_device_id(id)
-                .with_conv_algorithm_search(ConvAlgorithmSearch::Exhaustive)
-                .with_conv_max_workspace(true)
-                .with_tf32(settings.allow_tf32)
-                .build()
-                .error_on_failure()])
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::RuntimeUnavailable,
-                    format!("cannot register the CUDA execution provider on GPU {id}: {e}"),
-                )
-            }),
+/// Binds the session to its provider's device explicitly. A session that names none would run on
+/// any registered plugin: with the OpenVINO plugin loaded, such a session ran on OpenVINO at its
+/// default precision (bfloat16 on this CPU), not on ONNX Runtime's CPU provider.
+fn place(builder: SessionBuilder, runtime: &Runtime, settings: &SessionSettings) -> Result<SessionBuilder> {
+    let configure = |e: ort::Error| Error::new(ErrorKind::Runtime, format!("cannot configure the session: {e}"));
+    match settings.provider {
+        Provider::Cpu => match runtime.cpu_device() {
+            Some(device) => builder.with_devices([device], None).map_err(|e| configure(e.into())),
+            None => Ok(builder),
+        },
+        Provider::OpenVino => {
+            let device = runtime.openvino_cpu_device().ok_or_else(|| {
+                Error::new(ErrorKind::RuntimeUnavailable, "OpenVINO is registered but sees no CPU device")
+            })?;
+            // The precision is always explicit: OpenVINO's own default on CPUs with bfloat16
+            // arithmetic is bfloat16, which changes the answer.
+            let mut cpu_config = serde_json::json!({ "INFERENCE_PRECISION_HINT": settings.precision.openvino_hint() });
+            if let Some(threads) = settings.intra_threads {
+                cpu_config["INFERENCE_NUM_THREADS"] = threads.to_string().into();
+            }
+            if let Some(dir) = &settings.openvino_cache_dir {
+                cpu_config["CACHE_DIR"] = dir.to_string_lossy().into_owned().into();
+            }
+            let options = vec![(
+                format!("{}.load_config", super::runtime::OPENVINO_EP),
+                serde_json::json!({ "CPU": cpu_config }).to_string(),
+            )];
+            builder
+                .with_devices([device], Some(&options))
+                .map_err(|e| configure(e.into()))?
+                // Every node on OpenVINO, or the load fails: no part of the network silently
+                // runs elsewhere in other arithmetic.
+                .with_config_entry("session.disable_cpu_ep_fallback", "1")
+                .map_err(|e| configure(e.into()))
+        }
+        Provider::Cuda(id) => register_cuda(builder, id, settings),
     }
 }
 
+#[cfg(feature = "cuda")]
+fn register_cuda(builder: SessionBuilder, id: i32, settings: &SessionSettings) -> Result<SessionBuilder> {
+    use ort::ep::cuda::ConvAlgorithmSearch;
+    // Exhaustive cuDNN search benchmarks every convolution algorithm once per input shape
+    // (the first run of each batch size); a sliding window repeats one shape thousands of
+    // times, so that is repaid at once.
+    builder
+        .with_execution_providers([ort::ep::CUDA::default()
+            .with_device_id(id)
+            .with_conv_algorithm_search(ConvAlgorithmSearch::Exhaustive)
+            .with_conv_max_workspace(true)
+            .with_tf32(settings.allow_tf32)
+            .build()
+            .error_on_failure()])
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::RuntimeUnavailable,
+                format!("cannot register the CUDA execution provider on GPU {id}: {e}"),
+            )
+        })
+}
+
 #[cfg(not(feature = "cuda"))]
-fn register_device(
-    builder: ort::session::builder::SessionBuilder,
-    settings: &SessionSettings,
-) -> Result<ort::session::builder::SessionBuilder> {
-    match settings.device {
-        Device::Cpu => Ok(builder),
-        Device::Cuda(_) => Err(Error::new(
-            ErrorKind::RuntimeUnavailable,
-            "this build of nnunet-rt has no CUDA support; rebuild with `--features cuda`",
-        )),
-    }
+fn register_cuda(_: SessionBuilder, _: i32, _: &SessionSettings) -> Result<SessionBuilder> {
+    Err(Error::new(
+        ErrorKind::RuntimeUnavailable,
+        "this build of nnunet-rt has no CUDA support; rebuild with `--features cuda`",
+    ))
 }
 
 impl TileNetwork for OrtNetwork {
@@ -215,6 +242,12 @@ impl TileNetwork for OrtNetwork {
             .bound
             .as_mut()
             .ok_or_else(|| Error::new(ErrorKind::Runtime, "the network ran before its input was written"))?;
+        // Binding copies the input when the provider's memory is not the tensor's (OpenVINO's
+        // plugin device, CUDA): bound once, every run after the first saw the first batch again
+        // (measured: the demo's OpenVINO segmentation lost its lesion). Binding again before each
+        // run makes that copy of the batch just written; on ONNX Runtime's CPU provider it only
+        // records the reference.
+        bound.binding.bind_input(self.input_name.as_str(), &bound.input)?;
         // The outputs land in the bound tensors; the returned map only refers to them.
         drop(self.session.run_binding(&bound.binding)?);
         let segmentation = bound.segmentation.extract_tensor().1;

@@ -1,13 +1,26 @@
-//! Finding and loading the ONNX Runtime shared library at run time.
+//! Finding and loading the ONNX Runtime shared library, and its OpenVINO plugin, at run time.
 //!
-//! Order: an explicit path (load option) → `NNUNET_RT_ORT_LIB` → `ORT_DYLIB_PATH` → next to our
-//! own shared library or executable → the copy `cargo xtask ort` fetched into this source tree.
-//! The library is loaded once per process; later loads reuse it. When nothing works, the error
+//! ONNX Runtime, in order: an explicit path (load option) → `NNUNET_RT_ORT_LIB` →
+//! `ORT_DYLIB_PATH` → next to our own shared library or executable → the copy `cargo xtask ort`
+//! fetched into this source tree.
+//!
+//! The OpenVINO plugin (`libonnxruntime_providers_openvino_plugin.so` with the OpenVINO and TBB
+//! libraries beside it, from the PyPI wheel `onnxruntime-ep-openvino`), in order: an explicit path
+//! (load option) → `NNUNET_RT_OPENVINO_LIB` → next to our own shared library or executable → next
+//! to the loaded ONNX Runtime → the copy `cargo xtask ort` fetched. An explicit path (option or
+//! variable) that does not load is an error, never a silent fallback to another copy.
+//!
+//! Each library is loaded once per process; later loads reuse it. When nothing works, the error
 //! lists every place tried and how to fix it.
 
+use std::collections::HashMap;
+use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use ort::AsPointer;
+
+use super::device::{Device, NetworkPrecision, Provider};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The ONNX Runtime loaded in this process.
@@ -15,11 +28,42 @@ use crate::error::{Error, ErrorKind, Result};
 pub struct Runtime {
     /// Path of the loaded library.
     pub path: PathBuf,
+    /// ONNX Runtime's version (`OrtGetApiBase()->GetVersionString()`).
+    pub version: String,
     /// ONNX Runtime's build description.
     pub build_info: String,
     /// The process-wide environment sessions are created in.
     pub environment: ort::environment::Environment,
+    openvino: Mutex<Option<&'static OpenVinoPlugin>>,
 }
+
+/// The OpenVINO execution-provider plugin registered in this process's environment.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OpenVinoPlugin {
+    /// Path of `libonnxruntime_providers_openvino_plugin.so`.
+    pub path: PathBuf,
+    /// The plugin's version as it reports it (e.g. `1.8.1+95d534b.ci.79`).
+    pub version: String,
+    /// The CPU as OpenVINO names it.
+    pub cpu_name: String,
+    /// OpenVINO's `OPTIMIZATION_CAPABILITIES` of the CPU (`FP32`, `BF16`, ...).
+    pub capabilities: Vec<String>,
+}
+
+impl OpenVinoPlugin {
+    /// Whether OpenVINO computes bfloat16 natively on this CPU (AVX512_BF16 or AMX).
+    pub fn has_bf16(&self) -> bool {
+        self.capabilities.iter().any(|c| c == "BF16")
+    }
+}
+
+/// ONNX Runtime's name of the OpenVINO execution provider (and of its devices).
+pub const OPENVINO_EP: &str = "OpenVINOExecutionProvider";
+/// Environment variable naming the OpenVINO plugin explicitly.
+pub const ENV_OPENVINO_LIB: &str = "NNUNET_RT_OPENVINO_LIB";
+/// Where `cargo xtask ort` puts the OpenVINO plugin and its libraries in a source checkout.
+pub const FETCHED_OPENVINO_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.ort/openvino");
+const OPENVINO_FIX: &str = "run `cargo xtask ort` in the nnunet-rt source tree, or point NNUNET_RT_OPENVINO_LIB at libonnxruntime_providers_openvino_plugin.so from the PyPI wheel onnxruntime-ep-openvino (its OpenVINO and TBB libraries beside it)";
 
 static RUNTIME: Mutex<Option<&'static Runtime>> = Mutex::new(None);
 
@@ -70,19 +114,270 @@ fn load(path: &Path) -> std::result::Result<&'static Runtime, String> {
     }
     let builder = ort::init_from(path).map_err(|e| e.to_string())?;
     let environment = builder.with_name("nnunet-rt").build().map_err(|e| e.to_string())?;
-    let runtime = Runtime { path: path.to_path_buf(), build_info: ort::info().to_string(), environment };
+    let runtime = Runtime {
+        path: path.to_path_buf(),
+        version: version_of(path).unwrap_or_else(|| "unknown".into()),
+        build_info: ort::info().to_string(),
+        environment,
+        openvino: Mutex::new(None),
+    };
     // One runtime per process for the life of the process; leaking it gives the `'static` borrow.
     Ok(Box::leak(Box::new(runtime)))
 }
 
-/// Candidate paths after the explicit one, with where each came from.
-fn candidates() -> Vec<(PathBuf, &'static str)> {
-    let mut out = Vec::new();
-    for var in [ENV_ORT_LIB, "ORT_DYLIB_PATH"] {
-        if let Some(value) = std::env::var_os(var).filter(|v| !v.is_empty()) {
-            out.push((PathBuf::from(value), var));
-        }
+/// ONNX Runtime's own version string, asked of the library already loaded from `path`.
+fn version_of(path: &Path) -> Option<String> {
+    let name = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: RTLD_NOLOAD only returns a handle to a library that is already loaded (ort loaded
+    // it from this path just before); it never runs initialisers. The handle is released below.
+    let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) };
+    if handle.is_null() {
+        return None;
     }
+    // SAFETY: `handle` is a live handle; the symbol name is NUL-terminated.
+    let symbol = unsafe { libc::dlsym(handle, c"OrtGetApiBase".as_ptr()) };
+    let version = (!symbol.is_null()).then(|| {
+        // SAFETY: `OrtGetApiBase` has this signature in every ONNX Runtime release; it returns a
+        // pointer to a static table whose `GetVersionString` returns a static NUL-terminated string.
+        unsafe {
+            let get_api_base: unsafe extern "C" fn() -> *const ort::sys::OrtApiBase = std::mem::transmute(symbol);
+            let base = get_api_base();
+            CStr::from_ptr(((*base).GetVersionString)()).to_string_lossy().into_owned()
+        }
+    });
+    // SAFETY: balances the dlopen above; the library stays loaded through ort's own handle.
+    unsafe { libc::dlclose(handle) };
+    version
+}
+
+impl Runtime {
+    /// The OpenVINO plugin, registered in this runtime's environment on first use. `explicit`
+    /// is the load option's path; once a plugin is registered, later calls return it, and an
+    /// explicit path to another file is an error (one plugin per process).
+    pub fn openvino(&self, explicit: Option<&Path>) -> Result<&'static OpenVinoPlugin> {
+        let mut slot = self.openvino.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(plugin) = *slot {
+            return match explicit {
+                Some(path) if !same_file(path, &plugin.path) => Err(Error::new(
+                    ErrorKind::RuntimeUnavailable,
+                    format!(
+                        "the OpenVINO plugin is already loaded from {} in this process; it cannot load another from {}",
+                        plugin.path.display(),
+                        path.display()
+                    ),
+                )),
+                _ => Ok(plugin),
+            };
+        }
+        let mut candidates = Vec::new();
+        if let Some(path) = explicit {
+            candidates.push((path.to_path_buf(), "load option", true));
+        } else if let Some(value) = std::env::var_os(ENV_OPENVINO_LIB).filter(|v| !v.is_empty()) {
+            candidates.push((PathBuf::from(value), ENV_OPENVINO_LIB, true));
+        } else {
+            let name = openvino_library_name();
+            let mut dirs = search_dirs();
+            if let Some(dir) = self.path.parent() {
+                dirs.insert(dirs.len() - 1, (dir.to_path_buf(), "next to ONNX Runtime"));
+            }
+            dirs.pop(); // the fetched ONNX Runtime folder: the plugin has its own
+            dirs.push((PathBuf::from(FETCHED_OPENVINO_DIR), "fetched by cargo xtask ort"));
+            candidates.extend(dirs.into_iter().map(|(dir, origin)| (dir.join(&name), origin, false)));
+        }
+        let mut tried = Vec::new();
+        for (path, origin, explicit) in candidates {
+            if !explicit && !path.is_file() {
+                tried.push(format!("{} ({origin}): no such file", path.display()));
+                continue;
+            }
+            match self.register_openvino(&path) {
+                Ok(plugin) => {
+                    let plugin: &'static OpenVinoPlugin = Box::leak(Box::new(plugin));
+                    *slot = Some(plugin);
+                    return Ok(plugin);
+                }
+                Err(why) => {
+                    tried.push(format!("{} ({origin}): {why}", path.display()));
+                    if explicit {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(Error::new(
+            ErrorKind::RuntimeUnavailable,
+            format!("OpenVINO plugin not found or not usable; tried {}. To fix: {OPENVINO_FIX}", tried.join("; ")),
+        ))
+    }
+
+    fn register_openvino(&self, path: &Path) -> std::result::Result<OpenVinoPlugin, String> {
+        if !path.is_file() {
+            return Err("no such file".into());
+        }
+        // A registered plugin takes over sessions that name no device (measured: a plain
+        // session then ran on OpenVINO at its default bfloat16 precision), so every session this
+        // crate creates names its device explicitly (see `backend::ort`).
+        self.environment.register_ep_library("nnunet-rt.openvino", path).map_err(|e| e.to_string())?;
+        let device = self.openvino_cpu_device().ok_or("the plugin loaded but OpenVINO sees no CPU device")?;
+        let metadata = key_values(
+            // SAFETY: `device` comes from this environment's device list, which lives as long as it.
+            unsafe { (ort::api().EpDevice_EpMetadata)(device.ptr()) },
+        );
+        let field = |key: &str| metadata.get(key).cloned().unwrap_or_default();
+        Ok(OpenVinoPlugin {
+            path: path.to_path_buf(),
+            version: field("version"),
+            cpu_name: field("FULL_DEVICE_NAME"),
+            capabilities: field("OPTIMIZATION_CAPABILITIES").split_whitespace().map(str::to_string).collect(),
+        })
+    }
+
+    /// OpenVINO's CPU device in this environment (not its AUTO meta-device).
+    pub(crate) fn openvino_cpu_device(&self) -> Option<ort::device::Device<'_>> {
+        self.environment.devices().find(|device| {
+            device.ep().is_ok_and(|ep| ep == OPENVINO_EP)
+                && device.hardware_device().ty() == ort::memory::DeviceType::CPU
+        })
+    }
+
+    /// ONNX Runtime's own CPU provider device in this environment.
+    pub(crate) fn cpu_device(&self) -> Option<ort::device::Device<'_>> {
+        self.environment.devices().find(|device| device.ep().is_ok_and(|ep| ep == "CPUExecutionProvider"))
+    }
+}
+
+/// What a model's sessions run on and why: the answer to "which runtime, provider, precision and
+/// libraries did this load use". Serialised into CASE.json, `nnunet-rt info` and the C ABI.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RuntimeInfo {
+    /// nnunet-rt's version.
+    pub nnunet_rt_version: String,
+    /// The device asked for (`auto`, `cpu`, `openvino`, `cuda:N`).
+    pub device_requested: String,
+    /// The device that runs the network after `auto` is resolved.
+    pub device: String,
+    /// ONNX Runtime's name of the execution provider every node runs on.
+    pub execution_provider: String,
+    /// The network arithmetic requested of the provider (`f32`, `bf16`).
+    pub network_precision: String,
+    /// Threads given to the provider (`None`: its default, one per core).
+    pub threads: Option<usize>,
+    /// ONNX Runtime's version.
+    pub onnxruntime_version: String,
+    /// Path of the ONNX Runtime library.
+    pub onnxruntime_library: PathBuf,
+    /// The OpenVINO plugin, when it runs the network.
+    pub openvino: Option<OpenVinoPlugin>,
+    /// Why `auto` did not choose OpenVINO, when it did not.
+    pub auto_fallback_reason: Option<String>,
+}
+
+/// The provider a load resolves to, with what it needs.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The provider.
+    pub provider: Provider,
+    /// The plugin, for OpenVINO.
+    pub openvino: Option<&'static OpenVinoPlugin>,
+    /// Why `auto` fell back to ONNX Runtime's CPU provider.
+    pub fallback_reason: Option<String>,
+}
+
+impl Runtime {
+    /// Resolves `device` and `precision` to one provider, or says why they cannot be honoured.
+    /// `auto` takes OpenVINO when its plugin loads and sees the CPU, else ONNX Runtime's CPU
+    /// provider; bfloat16 is only ever OpenVINO's, on a CPU that computes it natively.
+    pub fn resolve(
+        &self,
+        device: Device,
+        precision: NetworkPrecision,
+        openvino_library: Option<&Path>,
+    ) -> Result<Resolved> {
+        let resolved = match device {
+            Device::Cpu => Resolved { provider: Provider::Cpu, openvino: None, fallback_reason: None },
+            Device::Cuda(id) => Resolved { provider: Provider::Cuda(id), openvino: None, fallback_reason: None },
+            Device::OpenVino => Resolved {
+                provider: Provider::OpenVino,
+                openvino: Some(self.openvino(openvino_library)?),
+                fallback_reason: None,
+            },
+            Device::Auto => match self.openvino(openvino_library) {
+                Ok(plugin) => Resolved { provider: Provider::OpenVino, openvino: Some(plugin), fallback_reason: None },
+                // An explicit plugin path that does not load is the caller's mistake, not a reason
+                // to run somewhere else.
+                Err(error)
+                    if openvino_library.is_some()
+                        || std::env::var_os(ENV_OPENVINO_LIB).is_some_and(|v| !v.is_empty()) =>
+                {
+                    return Err(error)
+                }
+                Err(_) if precision == NetworkPrecision::Bf16 => {
+                    return Err(Error::new(
+                        ErrorKind::RuntimeUnavailable,
+                        format!(
+                            "bf16 network precision needs OpenVINO, which is not available: {}",
+                            self.openvino(None).unwrap_err().message()
+                        ),
+                    ))
+                }
+                Err(error) => Resolved {
+                    provider: Provider::Cpu,
+                    openvino: None,
+                    fallback_reason: Some(error.message().to_string()),
+                },
+            },
+        };
+        if precision == NetworkPrecision::Bf16 {
+            match (resolved.provider, resolved.openvino) {
+                (Provider::OpenVino, Some(plugin)) if !plugin.has_bf16() => {
+                    return Err(Error::invalid_argument(format!(
+                        "bf16 network precision is refused: OpenVINO reports no native bfloat16 arithmetic (AVX512_BF16 or AMX) on this CPU ({}; capabilities {}); use f32",
+                        plugin.cpu_name,
+                        plugin.capabilities.join(" ")
+                    )))
+                }
+                (Provider::OpenVino, _) => {}
+                (other, _) => {
+                    return Err(Error::invalid_argument(format!(
+                        "bf16 network precision runs only on OpenVINO (device openvino or auto), not on {}",
+                        other.ort_name()
+                    )))
+                }
+            }
+        }
+        Ok(resolved)
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
+}
+
+/// The entries of an ONNX Runtime key/value list (empty for NULL).
+fn key_values(pairs: *const ort::sys::OrtKeyValuePairs) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    if pairs.is_null() {
+        return out;
+    }
+    let (mut keys, mut values, mut count) = (std::ptr::null(), std::ptr::null(), 0usize);
+    // SAFETY: `pairs` is a live list owned by ONNX Runtime; the call fills two arrays of `count`
+    // NUL-terminated strings that live as long as the list.
+    unsafe { (ort::api().GetKeyValuePairs)(pairs, &mut keys, &mut values, &mut count) };
+    for i in 0..count {
+        // SAFETY: `i < count`, and both arrays hold `count` valid string pointers (see above).
+        let (key, value) = unsafe { (CStr::from_ptr(*keys.add(i)), CStr::from_ptr(*values.add(i))) };
+        out.insert(key.to_string_lossy().into_owned(), value.to_string_lossy().into_owned());
+    }
+    out
+}
+
+fn openvino_library_name() -> String {
+    format!("{}onnxruntime_providers_openvino_plugin{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
+}
+
+/// Folders searched for a library after the explicit choices, with where each came from; the
+/// last is the fetched ONNX Runtime folder.
+fn search_dirs() -> Vec<(PathBuf, &'static str)> {
     let mut dirs: Vec<(PathBuf, &'static str)> = Vec::new();
     if let Some(dir) = own_library_path().and_then(|p| p.parent().map(Path::to_path_buf)) {
         dirs.push((dir, "next to the nnunet-rt library"));
@@ -93,7 +388,18 @@ fn candidates() -> Vec<(PathBuf, &'static str)> {
         dirs.push((dir, "next to the executable"));
     }
     dirs.push((PathBuf::from(FETCHED_DIR), "fetched by cargo xtask ort"));
-    for (dir, origin) in dirs {
+    dirs
+}
+
+/// Candidate paths after the explicit one, with where each came from.
+fn candidates() -> Vec<(PathBuf, &'static str)> {
+    let mut out = Vec::new();
+    for var in [ENV_ORT_LIB, "ORT_DYLIB_PATH"] {
+        if let Some(value) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+            out.push((PathBuf::from(value), var));
+        }
+    }
+    for (dir, origin) in search_dirs() {
         let found = library_in(&dir);
         if found.is_empty() {
             out.push((dir.join(library_name()), origin));

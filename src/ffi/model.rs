@@ -23,6 +23,7 @@ pub struct nnrt_model {
     label_names: Vec<CString>,
     class_names: Vec<CString>,
     fold_names: Vec<CString>,
+    runtime_info: CString,
 }
 
 impl nnrt_model {
@@ -31,7 +32,8 @@ impl nnrt_model {
         let label_names = model.plan().labels.iter().map(|l| c(&l.name)).collect();
         let class_names = model.folder().classification.iter().flat_map(|s| s.class_names.iter().map(c)).collect();
         let fold_names = model.fold_names().iter().map(c).collect();
-        nnrt_model { model, poisoned: AtomicBool::new(false), label_names, class_names, fold_names }
+        let runtime_info = c(&serde_json::to_string(&model.runtime_info()).unwrap_or_else(|_| "null".into()));
+        nnrt_model { model, poisoned: AtomicBool::new(false), label_names, class_names, fold_names, runtime_info }
     }
 }
 
@@ -233,6 +235,25 @@ pub extern "C" fn nnrt_model_num_folds(model: *const nnrt_model, out: *mut usize
         || {
             let m = model_ref!(model);
             write_out!(out, m.fold_names.len())
+        },
+    )
+}
+
+/// What the network runs on, as one JSON object: `device_requested`, `device` (after `auto` is
+/// resolved), `execution_provider`, `network_precision`, `threads`, `onnxruntime_version`,
+/// `onnxruntime_library`, `openvino` (plugin `path`, `version`, `cpu_name`, `capabilities`, or
+/// null) and `auto_fallback_reason` (why `auto` did not take OpenVINO, or null).
+///
+/// Ownership: `*out` is a NUL-terminated UTF-8 string borrowed from the model; valid until
+/// `nnrt_model_free`.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn nnrt_model_runtime_info(model: *const nnrt_model, out: *mut *const c_char) -> nnrt_status {
+    guard(
+        || {},
+        || {
+            let m = model_ref!(model);
+            write_out!(out, m.runtime_info.as_ptr())
         },
     )
 }

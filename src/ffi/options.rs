@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::boundary::{check_not_null, guard, str_arg, try_status};
 use super::status::*;
-use crate::{ClassificationPolicy, Device, LoadOptions, PredictOptions};
+use crate::{ClassificationPolicy, Device, LoadOptions, NetworkPrecision, PredictOptions};
 
 /// Load options (opaque). Create with `nnrt_options_new`, free with `nnrt_options_free`.
 /// Not thread-safe: do not modify one from two threads at once.
@@ -13,13 +13,24 @@ pub struct nnrt_options {
     pub(crate) inner: LoadOptions,
 }
 
-/// Run on the CPU (default).
+/// ONNX Runtime's own CPU provider, float32.
 pub const NNRT_DEVICE_CPU: u32 = 0;
-/// Run on a CUDA GPU (needs a build with the `cuda` feature and the CUDA ONNX Runtime).
+/// A CUDA GPU (needs a build with the `cuda` feature and the CUDA ONNX Runtime).
 pub const NNRT_DEVICE_CUDA: u32 = 1;
+/// OpenVINO on the CPU (its plugin must load: an error otherwise).
+pub const NNRT_DEVICE_OPENVINO: u32 = 2;
+/// The default: OpenVINO on the CPU when its plugin loads, else ONNX Runtime's CPU provider;
+/// float32 either way unless bf16 is asked for. `nnrt_model_runtime_info` says which ran.
+pub const NNRT_DEVICE_AUTO: u32 = 3;
 
-/// Creates load options with the defaults: every exported fold, CPU, ONNX Runtime's thread count,
-/// runtime library searched.
+/// Network arithmetic float32: nnU-Net's answer up to float noise (default).
+pub const NNRT_NETWORK_PRECISION_F32: u32 = 0;
+/// Network arithmetic bfloat16 (opt-in; OpenVINO on CPUs with AVX512_BF16 or AMX): several times
+/// faster, changes a few voxels (per-label Dice >= 0.99 on the fixtures).
+pub const NNRT_NETWORK_PRECISION_BF16: u32 = 1;
+
+/// Creates load options with the defaults: every exported fold, device auto, float32 network,
+/// the provider's thread count, libraries searched.
 ///
 /// Ownership: `*out` is owned by the caller; free it with `nnrt_options_free`.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
@@ -66,21 +77,45 @@ fn with_options(options: *mut nnrt_options, f: impl FnOnce(&mut LoadOptions) -> 
     )
 }
 
-/// Selects the device: `NNRT_DEVICE_CPU`, or `NNRT_DEVICE_CUDA` with a GPU index `device_id >= 0`.
+/// Selects the device: `NNRT_DEVICE_AUTO` (default), `NNRT_DEVICE_CPU`, `NNRT_DEVICE_OPENVINO`,
+/// or `NNRT_DEVICE_CUDA` with a GPU index `device_id >= 0` (ignored for the others).
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (unknown device or id).
 #[no_mangle]
 pub extern "C" fn nnrt_options_set_device(options: *mut nnrt_options, device: u32, device_id: i32) -> nnrt_status {
     with_options(options, |o| {
         o.device = match (device, device_id) {
+            (NNRT_DEVICE_AUTO, _) => Device::Auto,
             (NNRT_DEVICE_CPU, _) => Device::Cpu,
+            (NNRT_DEVICE_OPENVINO, _) => Device::OpenVino,
             (NNRT_DEVICE_CUDA, id) if id >= 0 => Device::Cuda(id),
-            _ => return Err(invalid(format!("device {device} with id {device_id} is not valid (NNRT_DEVICE_CPU, or NNRT_DEVICE_CUDA with an id >= 0)"))),
+            _ => return Err(invalid(format!("device {device} with id {device_id} is not valid (NNRT_DEVICE_AUTO, NNRT_DEVICE_CPU, NNRT_DEVICE_OPENVINO, or NNRT_DEVICE_CUDA with an id >= 0)"))),
         };
         Ok(())
     })
 }
 
-/// Sets ONNX Runtime's intra-op thread count; 0 restores the default (one per core).
+/// Selects the network's arithmetic: `NNRT_NETWORK_PRECISION_F32` (default) or the opt-in
+/// `NNRT_NETWORK_PRECISION_BF16`. Whether bf16 can be honoured is checked by `nnrt_model_load`
+/// (OpenVINO only, on a CPU with native bfloat16: `NNRT_INVALID_ARGUMENT` otherwise).
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (unknown code).
+#[no_mangle]
+pub extern "C" fn nnrt_options_set_network_precision(options: *mut nnrt_options, precision: u32) -> nnrt_status {
+    with_options(options, |o| {
+        o.network_precision = match precision {
+            NNRT_NETWORK_PRECISION_F32 => NetworkPrecision::F32,
+            NNRT_NETWORK_PRECISION_BF16 => NetworkPrecision::Bf16,
+            other => {
+                return Err(invalid(format!(
+                    "network precision {other} is not NNRT_NETWORK_PRECISION_F32 or NNRT_NETWORK_PRECISION_BF16"
+                )))
+            }
+        };
+        Ok(())
+    })
+}
+
+/// Sets the network's thread count (ONNX Runtime intra-op or OpenVINO inference threads); 0
+/// restores the default (one per core).
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_options_set_threads(options: *mut nnrt_options, threads: u32) -> nnrt_status {
@@ -133,12 +168,12 @@ pub extern "C" fn nnrt_options_set_folds(
     )
 }
 
-/// Sets the path of `libonnxruntime.so` to load (copied); NULL restores the search
-/// (`NNUNET_RT_ORT_LIB`, `ORT_DYLIB_PATH`, next to this library, the fetched copy).
-/// The runtime is loaded once per process: this matters only for the first model loaded.
-/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (invalid UTF-8).
-#[no_mangle]
-pub extern "C" fn nnrt_options_set_ort_library(options: *mut nnrt_options, path: *const c_char) -> nnrt_status {
+/// Sets one optional path of the options from a C string (copied); NULL sets `None`.
+fn set_path(
+    options: *mut nnrt_options,
+    path: *const c_char,
+    field: fn(&mut LoadOptions) -> &mut Option<PathBuf>,
+) -> nnrt_status {
     guard(
         || {},
         || {
@@ -149,11 +184,38 @@ pub extern "C" fn nnrt_options_set_ort_library(options: *mut nnrt_options, path:
                 // SAFETY: non-NULL NUL-terminated string per the contract.
                 Some(PathBuf::from(try_status!(unsafe { str_arg(path, "path") })))
             };
-            // SAFETY: non-NULL, created by `nnrt_options_new`.
-            unsafe { (*options).inner.ort_library = path };
+            // SAFETY: non-NULL, created by `nnrt_options_new`, not used concurrently per the contract.
+            *field(unsafe { &mut (*options).inner }) = path;
             NNRT_OK
         },
     )
+}
+
+/// Sets the path of `libonnxruntime.so` to load (copied); NULL restores the search
+/// (`NNUNET_RT_ORT_LIB`, `ORT_DYLIB_PATH`, next to this library, the fetched copy).
+/// The runtime is loaded once per process: this matters only for the first model loaded.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (invalid UTF-8).
+#[no_mangle]
+pub extern "C" fn nnrt_options_set_ort_library(options: *mut nnrt_options, path: *const c_char) -> nnrt_status {
+    set_path(options, path, |o| &mut o.ort_library)
+}
+
+/// Sets the path of `libonnxruntime_providers_openvino_plugin.so` (copied; its OpenVINO and TBB
+/// libraries beside it); NULL restores the search (`NNUNET_RT_OPENVINO_LIB`, next to this library
+/// or ONNX Runtime, the fetched copy). A path that does not load makes `nnrt_model_load` fail
+/// rather than run elsewhere. The plugin is registered once per process.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (invalid UTF-8).
+#[no_mangle]
+pub extern "C" fn nnrt_options_set_openvino_library(options: *mut nnrt_options, path: *const c_char) -> nnrt_status {
+    set_path(options, path, |o| &mut o.openvino_library)
+}
+
+/// OpenVINO only: a folder (copied path) where compiled networks are cached so later loads of
+/// the same model skip compilation; NULL (default) caches nothing.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (invalid UTF-8).
+#[no_mangle]
+pub extern "C" fn nnrt_options_set_openvino_cache_dir(options: *mut nnrt_options, path: *const c_char) -> nnrt_status {
+    set_path(options, path, |o| &mut o.openvino_cache_dir)
 }
 
 /// Prediction options (opaque). Create with `nnrt_predict_options_new`, free with

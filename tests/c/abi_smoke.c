@@ -211,6 +211,11 @@ static void null_arguments(nnrt_model *model, const nnrt_volume *volume, nnrt_re
   EXPECT_STATUS(nnrt_options_set_folds(options, NULL, 0), NNRT_OK);
   EXPECT_STATUS(nnrt_options_set_ort_library(NULL, "/x/libonnxruntime.so"), NNRT_NULL_ARGUMENT);
   EXPECT_STATUS(nnrt_options_set_ort_library(options, NULL), NNRT_OK);
+  EXPECT_STATUS(nnrt_options_set_network_precision(NULL, NNRT_NETWORK_PRECISION_F32), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_options_set_openvino_library(NULL, "/x/plugin.so"), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_options_set_openvino_library(options, NULL), NNRT_OK);
+  EXPECT_STATUS(nnrt_options_set_openvino_cache_dir(NULL, "/tmp"), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_options_set_openvino_cache_dir(options, NULL), NNRT_OK);
 
   EXPECT_STATUS(nnrt_model_load(NULL, options, &model_out), NNRT_NULL_ARGUMENT);
   EXPECT(model_out == NULL);
@@ -230,6 +235,8 @@ static void null_arguments(nnrt_model *model, const nnrt_volume *volume, nnrt_re
   EXPECT_STATUS(nnrt_model_num_folds(model, NULL), NNRT_NULL_ARGUMENT);
   EXPECT_STATUS(nnrt_model_fold_name(NULL, 0, &text), NNRT_NULL_ARGUMENT);
   EXPECT_STATUS(nnrt_model_fold_name(model, 0, NULL), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_model_runtime_info(NULL, &text), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_model_runtime_info(model, NULL), NNRT_NULL_ARGUMENT);
   EXPECT_STATUS(nnrt_model_spacing(NULL, xyz), NNRT_NULL_ARGUMENT);
   EXPECT_STATUS(nnrt_model_spacing(model, NULL), NNRT_NULL_ARGUMENT);
   EXPECT_STATUS(nnrt_model_patch_size(NULL, dims), NNRT_NULL_ARGUMENT);
@@ -293,6 +300,15 @@ static void invalid_options(const char *model_dir) {
   EXPECT_STATUS(nnrt_options_set_device(options, 7, 0), NNRT_INVALID_ARGUMENT);
   EXPECT_STATUS(nnrt_options_set_device(options, NNRT_DEVICE_CUDA, -1), NNRT_INVALID_ARGUMENT);
   EXPECT_STATUS(nnrt_options_set_device(options, NNRT_DEVICE_CPU, 0), NNRT_OK);
+  EXPECT_STATUS(nnrt_options_set_network_precision(options, 2), NNRT_INVALID_ARGUMENT);
+  EXPECT(strstr(nnrt_last_error_message(), "NNRT_NETWORK_PRECISION_F32") != NULL);
+  /* bf16 on ONNX Runtime's CPU provider cannot be honoured: refused at load, never run as f32. */
+  EXPECT_STATUS(nnrt_options_set_network_precision(options, NNRT_NETWORK_PRECISION_BF16), NNRT_OK);
+  EXPECT_STATUS(nnrt_model_load(model_dir, options, &model), NNRT_INVALID_ARGUMENT);
+  EXPECT(model == NULL);
+  EXPECT(strstr(nnrt_last_error_message(), "bf16") != NULL);
+  model = SENTINEL;
+  EXPECT_STATUS(nnrt_options_set_network_precision(options, NNRT_NETWORK_PRECISION_F32), NNRT_OK);
   EXPECT_STATUS(nnrt_options_set_ort_library(options, "\xff\xfe"), NNRT_INVALID_ARGUMENT);
   EXPECT_STATUS(nnrt_options_set_folds(options, &unknown_fold, 1), NNRT_OK);
   EXPECT_STATUS(nnrt_model_load(model_dir, options, &model), NNRT_INVALID_ARGUMENT);
@@ -472,6 +488,9 @@ static void introspection(nnrt_model *head, nnrt_model *plain) {
   EXPECT_STATUS(nnrt_model_fold_name(head, 0, &text), NNRT_OK);
   EXPECT(text != NULL && strcmp(text, "0") == 0);
   EXPECT_STATUS(nnrt_model_fold_name(head, 1, &text), NNRT_INVALID_ARGUMENT);
+  EXPECT_STATUS(nnrt_model_runtime_info(head, &text), NNRT_OK);
+  EXPECT(text != NULL && text[0] == '{' && strstr(text, "\"execution_provider\":") != NULL);
+  EXPECT(strstr(text, "\"network_precision\":\"f32\"") != NULL);
   EXPECT_STATUS(nnrt_model_spacing(head, spacing), NNRT_OK);
   EXPECT(spacing[0] == 0.75 && spacing[1] == 0.75 && spacing[2] == 2.0);
   EXPECT_STATUS(nnrt_model_patch_size(head, patch), NNRT_OK);

@@ -27,3 +27,23 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// Whether the OpenVINO plugin loads. Tests that need it return early when it cannot, unless
+/// `NNUNET_RT_REQUIRE_OPENVINO=1` (set by `cargo xtask test` and CI), where its absence is a
+/// failure.
+pub fn openvino_available() -> bool {
+    if !ort_available() {
+        return false;
+    }
+    let runtime = nnunet_rt::backend::runtime::runtime(None).expect("checked above");
+    match runtime.openvino(None) {
+        Ok(_) => true,
+        Err(err) if std::env::var_os("NNUNET_RT_REQUIRE_OPENVINO").is_some_and(|v| v == "1") => {
+            panic!("NNUNET_RT_REQUIRE_OPENVINO=1 but the OpenVINO plugin is unavailable: {err}")
+        }
+        Err(err) => {
+            eprintln!("skipping: {err}");
+            false
+        }
+    }
+}

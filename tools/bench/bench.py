@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark of nnunet-rt and nnU-Net's own predictor on the same model and case.
+"""Side-by-side benchmark of nnunet-rt and nnU-Net's own predictor on the same model and case:
+nnU-Net (PyTorch float32, its CPU default) against nnunet-rt on ONNX Runtime's CPU provider, on
+OpenVINO float32 and on OpenVINO bfloat16.
 
 Run through `cargo xtask bench` (which builds the release binary and the Python environment);
 directly: `.venv-nnunet/bin/python tools/bench/bench.py --case small --runs 3`.
@@ -9,10 +11,12 @@ For each case it makes (once, cached under target/bench/):
     fold_0/model.onnx + metadata from tools/export_onnx.py for nnunet-rt). Random weights are fine
     for timing; both tools get the same weights;
   * a synthetic int16 CT volume.
-Then it alternates A (nnunet-rt CLI) and B (nnU-Net, tools/bench/run_nnunet.py) runs with the same
-folds, step size, mirroring and thread count, and prints medians, min-max and B/A ratios for the
-end-to-end wall time, each stage, the time per network forward, and the peak RSS of each process
-(os.wait4), plus the per-label Dice between the two segmentations.
+Then it alternates the nnunet-rt variants (CLI, `--device`/`--network-precision`) and nnU-Net
+(tools/bench/run_nnunet.py) with the same folds, step size, mirroring and thread count, and prints
+medians, min-max and nnU-Net/variant ratios for the end-to-end wall time, everything but the
+network, the time per network forward and what it achieves in GFLOP/s against this CPU's float32
+peak (FLOPs counted from the ONNX graph by tools/bench/flops.py), the peak RSS of each process
+(os.wait4), and each variant's differing voxels and per-label Dice against nnU-Net.
 
 Cases:
   small     the fixture architecture (3 stages, 8-16-32 features, patch 16x32x48) on a
@@ -162,6 +166,28 @@ def summary(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+# nnunet-rt variants measured against nnU-Net, each as its own process: (name, CLI arguments).
+VARIANTS = [
+    ("ort-cpu", ["--device", "cpu"]),
+    ("openvino-f32", ["--device", "openvino", "--network-precision", "f32"]),
+    ("openvino-bf16", ["--device", "openvino", "--network-precision", "bf16"]),
+]
+BASELINE = "nnU-Net"
+
+
+def cpu_peak_gflops(threads):
+    """This CPU's float32 peak for `threads` cores, from its nominal clock: AVX-512 with two FMA
+    units per core (2 units x 16 lanes x 2 flops = 64 flops per cycle), AVX2 with two (32)."""
+    mhz, flags = None, ""
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("cpu MHz") and mhz is None:
+            mhz = float(line.split(":")[1])
+        if line.startswith("flags") and not flags:
+            flags = line
+    per_cycle = 64 if " avx512f" in flags else 32
+    return threads * (mhz or 0) / 1e3 * per_cycle, mhz, per_cycle
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--case", choices=sorted(CASES), default="small")
@@ -170,6 +196,8 @@ def main():
     p.add_argument("--tta", action="store_true", help="mirroring TTA on (default off: 8x fewer passes)")
     p.add_argument("--step-size", type=float, default=0.5)
     p.add_argument("--binary", default=str(ROOT / "target" / "release" / "nnunet-rt"))
+    p.add_argument("--variants", nargs="+", default=[v for v, _ in VARIANTS],
+                   help="nnunet-rt variants to run: " + ", ".join(v for v, _ in VARIANTS))
     a = p.parse_args()
 
     spec = CASES[a.case]
@@ -178,63 +206,99 @@ def main():
     out_dir = WORK / "out" / a.case
     out_dir.mkdir(parents=True, exist_ok=True)
     tta = [] if a.tta else ["--disable-tta"]
-    ours_cmd = [a.binary, "predict", "-m", str(model), "-i", str(case), "-o", str(out_dir / "nnunet_rt.nii.gz"),
-                "-f", "0", "--threads", str(a.threads), "--step-size", str(a.step_size), "-q"] + tta
+    commands = {}
+    for name, extra in VARIANTS:
+        if name in a.variants:
+            commands[name] = [a.binary, "predict", "-m", str(model), "-i", str(case), "-o",
+                              str(out_dir / f"{name}.nii.gz"), "-f", "0", "--threads", str(a.threads),
+                              "--step-size", str(a.step_size), "-q"] + tta + extra
     theirs_cmd = [PY, str(ROOT / "tools" / "bench" / "run_nnunet.py"), str(model), str(case),
                   str(out_dir / "nnunet.nii.gz"), "--folds", "0", "--threads", str(a.threads),
                   "--step-size", str(a.step_size)] + tta
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
 
-    rows = {"nnunet-rt": [], "nnU-Net": []}
+    rows = {name: [] for name in commands}
+    rows[BASELINE] = []
+    runtime = {}
     for r in range(a.runs):
-        log(f"run {r + 1}/{a.runs}: nnunet-rt")
-        wall, rss, _ = run_measured(ours_cmd, env)
-        report = json.loads((out_dir / "nnunet_rt.json").read_text())
-        rows["nnunet-rt"].append({"wall": wall, "rss": rss, "stages": report["timings_ms"],
-                                  "forwards": report["tiles_per_fold"] * report["passes_per_tile"] * len(report["folds"])})
+        for name, cmd in commands.items():
+            log(f"run {r + 1}/{a.runs}: nnunet-rt {name}")
+            wall, rss, _ = run_measured(cmd, env)
+            report = json.loads((out_dir / f"{name}.json").read_text())
+            runtime[name] = report.get("runtime")
+            rows[name].append({"wall": wall, "rss": rss, "stages": report["timings_ms"],
+                               "forwards": report["tiles_per_fold"] * report["passes_per_tile"] * len(report["folds"])})
         log(f"run {r + 1}/{a.runs}: nnU-Net")
         wall, rss, stdout = run_measured(theirs_cmd, env)
         theirs = json.loads(stdout.strip().splitlines()[-1])
-        rows["nnU-Net"].append({"wall": wall, "rss": rss, "stages": theirs["timings_ms"],
-                                "forwards": theirs["tiles_per_fold"] * theirs["passes_per_tile"] * theirs["folds"]})
+        rows[BASELINE].append({"wall": wall, "rss": rss, "stages": theirs["timings_ms"],
+                               "forwards": theirs["tiles_per_fold"] * theirs["passes_per_tile"] * theirs["folds"]})
 
-    seg_a = read_labels(out_dir / "nnunet_rt.nii.gz")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from flops import network_flops
+    flops = network_flops(model / "fold_0" / "model.onnx")
+    peak, mhz, per_cycle = cpu_peak_gflops(a.threads)
     seg_b = read_labels(out_dir / "nnunet.nii.gz")
-    dices = {int(l): dice(seg_a, seg_b, l) for l in sorted(set(seg_a.flat) | set(seg_b.flat)) if l != 0}
-    differing = int((seg_a != seg_b).sum())
 
     def stat(tool, key):
         return summary([row["stages"].get(key, 0.0) / 1e3 for row in rows[tool]])
 
+    def non_network(tool):
+        return summary([sum(v / 1e3 for k, v in row["stages"].items() if k in ("read", "preprocess", "export", "write"))
+                        for row in rows[tool]])
+
     result = {"case": a.case, "model": spec["model"], "threads": a.threads, "tta": a.tta, "runs": a.runs,
-              "machine": os.uname().machine, "cpus": os.cpu_count(),
-              "voxels": int(seg_a.size), "dice_per_label": dices, "differing_voxels": differing, "tools": {}}
+              "machine": os.uname().machine, "cpus": os.cpu_count(), "network_gflop_per_forward": flops / 1e9,
+              "cpu_fp32_peak_gflops": peak, "cpu_mhz": mhz, "flops_per_cycle_assumed": per_cycle,
+              "voxels": int(seg_b.size), "tools": {}}
     for tool in rows:
         forwards = rows[tool][0]["forwards"]
-        result["tools"][tool] = {
+        per_forward = summary([row["stages"]["network"] / 1e3 / forwards for row in rows[tool]])
+        entry = {
             "end_to_end_s": summary([row["wall"] for row in rows[tool]]),
             "peak_rss_mib": summary([row["rss"] / 2**20 for row in rows[tool]]),
             "stages_s": {k: stat(tool, k) for k in ("read", "preprocess", "network", "export", "write")},
+            "all_but_network_s": non_network(tool),
             "forwards": forwards,
-            "per_forward_s": summary([row["stages"]["network"] / 1e3 / forwards for row in rows[tool]]),
+            "per_forward_s": per_forward,
+            "gflops_achieved": flops / 1e9 / per_forward["median"],
         }
+        if tool != BASELINE:
+            seg_a = read_labels(out_dir / f"{tool}.nii.gz")
+            entry["differing_voxels_vs_nnunet"] = int((seg_a != seg_b).sum())
+            entry["dice_vs_nnunet"] = {int(l): dice(seg_a, seg_b, l)
+                                       for l in sorted(set(seg_a.flat) | set(seg_b.flat)) if l != 0}
+            entry["runtime"] = runtime.get(tool)
+        result["tools"][tool] = entry
     (WORK / f"results-{a.case}.json").write_text(json.dumps(result, indent=2))
 
-    ours, theirs = result["tools"]["nnunet-rt"], result["tools"]["nnU-Net"]
-    def line(label, a_stat, b_stat, unit):
-        ratio = b_stat["median"] / a_stat["median"] if a_stat["median"] > 0 else float("inf")
-        return (f"{label:<16} {a_stat['median']:>10.3f} ({a_stat['min']:.3f}-{a_stat['max']:.3f}) "
-                f"{b_stat['median']:>10.3f} ({b_stat['min']:.3f}-{b_stat['max']:.3f})   {ratio:6.2f}x  {unit}")
-    print(f"case {a.case} ({spec['model']}), {a.runs} runs each, alternating, {a.threads} threads, TTA {'on' if a.tta else 'off'}")
-    print(f"{'':<16} {'nnunet-rt median (min-max)':>28} {'nnU-Net median (min-max)':>28}   B/A")
-    print(line("end to end", ours["end_to_end_s"], theirs["end_to_end_s"], "s"))
-    for k in ("read", "preprocess", "network", "export", "write"):
-        print(line(k, ours["stages_s"][k], theirs["stages_s"][k], "s"))
-    non_network = lambda t: summary([sum(v / 1e3 for k, v in row["stages"].items() if k in ("read", "preprocess", "export", "write")) for row in rows[t]])
-    print(line("all but network", non_network("nnunet-rt"), non_network("nnU-Net"), "s"))
-    print(line("per forward", ours["per_forward_s"], theirs["per_forward_s"], f"s ({ours['forwards']} forwards)"))
-    print(line("peak RSS", ours["peak_rss_mib"], theirs["peak_rss_mib"], "MiB"))
-    print(f"segmentations: {differing} of {seg_a.size} voxels differ; Dice per label {dices}")
+    base = result["tools"][BASELINE]
+    names = [t for t in rows if t != BASELINE] + [BASELINE]
+    print(f"case {a.case} ({spec['model']}), {a.runs} runs each, alternating, {a.threads} threads, "
+          f"TTA {'on' if a.tta else 'off'}; medians (min-max); x = nnU-Net / this")
+    print(f"{'':<16}" + "".join(f"{n:>26}" for n in names))
+
+    def row(label, pick, unit, fmt="{:.3f}"):
+        cells = []
+        for n in names:
+            v = pick(result["tools"][n])
+            if isinstance(v, dict):
+                b = pick(base)["median"]
+                ratio = f" {b / v['median']:.2f}x" if n != BASELINE and v["median"] > 0 else ""
+                cells.append(f"{fmt.format(v['median'])} ({fmt.format(v['min'])}-{fmt.format(v['max'])}){ratio}")
+            else:
+                cells.append(str(v))
+        print(f"{label:<16}" + "".join(f"{c:>26}" for c in cells) + f"  {unit}")
+
+    row("end to end", lambda t: t["end_to_end_s"], "s")
+    row("all but network", lambda t: t["all_but_network_s"], "s")
+    row("per forward", lambda t: t["per_forward_s"], f"s ({base['forwards']} forwards)")
+    row("achieved", lambda t: f"{t['gflops_achieved']:.0f} GFLOP/s ({100 * t['gflops_achieved'] / peak:.0f} %)", "")
+    row("peak RSS", lambda t: t["peak_rss_mib"], "MiB", "{:.0f}")
+    row("differing voxels", lambda t: t.get("differing_voxels_vs_nnunet", "-"), f"of {seg_b.size}")
+    row("Dice vs nnU-Net", lambda t: " ".join(f"{d:.4f}" for d in t.get("dice_vs_nnunet", {}).values()) or "-", "per label")
+    print(f"network: {flops / 1e9:.1f} GFLOP per forward (convolutions); CPU fp32 peak {peak:.0f} GFLOP/s "
+          f"({a.threads} cores x {mhz / 1e3:.2f} GHz x {per_cycle} flops/cycle)")
     print(f"results: {WORK / f'results-{a.case}.json'}")
 
 

@@ -6,6 +6,8 @@
 //!   include/nnunet_rt.h, nnunet_rt.hpp  the C header and the header-only C++ layer
 //!   lib/libnnunet_rt.so, libnnunet_rt.a
 //!   lib/libonnxruntime.so*              found next to libnnunet_rt.so at run time, no variable needed
+//!   lib/libonnxruntime_providers_openvino_plugin.so, libopenvino*, libtbb*, libhwloc*
+//!                                       OpenVINO for `--device auto|openvino`, found the same way
 //!   lib/cmake/nnunet_rt/                find_package(nnunet_rt): nnunet_rt::nnunet_rt, nnunet_rt::nnunet_rt_static
 //!   lib/pkgconfig/nnunet_rt.pc
 //!   README.md, LICENSE*, doc/
@@ -18,7 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{fetch_ort, root, run, ORT_VERSION};
+use crate::{fetch_openvino, fetch_ort, root, run, OPENVINO_CPU_FILES, OPENVINO_PLUGIN_VERSION, ORT_VERSION};
 
 pub fn dist(args: &[String]) -> Result<(), String> {
     let mut out_dir = None;
@@ -37,6 +39,7 @@ pub fn dist(args: &[String]) -> Result<(), String> {
     }
     let root = root();
     let ort = fetch_ort(false)?;
+    let openvino = fetch_openvino()?;
     let version = package_version(&root)?;
 
     let mut build = Command::new(env!("CARGO"));
@@ -82,6 +85,17 @@ pub fn dist(args: &[String]) -> Result<(), String> {
         copy(&providers, &folder.join("lib/libonnxruntime_providers_shared.so"))?;
     }
     symlink(&format!("../lib/{versioned}"), &folder.join("bin/libonnxruntime.so"))?;
+    // The OpenVINO plugin and its libraries beside ONNX Runtime: the plugin finds OpenVINO and
+    // TBB next to itself (RUNPATH $ORIGIN), and nnunet-rt finds the plugin next to itself.
+    let openvino_dir = openvino.parent().ok_or("no OpenVINO folder")?;
+    for name in OPENVINO_CPU_FILES {
+        let to = if name.ends_with(".txt") {
+            folder.join("third-party-programs-openvino.txt")
+        } else {
+            folder.join("lib").join(name)
+        };
+        copy(&openvino_dir.join(name), &to)?;
+    }
 
     write(&folder.join("lib/cmake/nnunet_rt/nnunet_rtConfig.cmake"), &cmake_config(&version))?;
     write(&folder.join("lib/cmake/nnunet_rt/nnunet_rtConfigVersion.cmake"), &cmake_config_version(&version))?;
@@ -144,7 +158,10 @@ fn licenses(root: &Path, folder: &Path) -> Result<(), String> {
             &folder.join("LICENSE"),
             "nnunet-rt is licensed under the MIT license or the Apache License, Version 2.0, at your option\n\
              (SPDX-License-Identifier: MIT OR Apache-2.0).\n\
-             ONNX Runtime (lib/libonnxruntime*) is licensed under the MIT license: see LICENSE-onnxruntime.\n",
+             ONNX Runtime (lib/libonnxruntime*) is licensed under the MIT license: see LICENSE-onnxruntime.\n\
+             OpenVINO and its plugin for ONNX Runtime (lib/libonnxruntime_providers_openvino_plugin.so, lib/libopenvino*,\n\
+             lib/libtbb*, lib/libhwloc*; PyPI onnxruntime-ep-openvino) are Intel's: the plugin under the MIT license,\n\
+             OpenVINO under the Apache License 2.0, with third-party notices in third-party-programs-openvino.txt.\n",
         )?;
     }
     let wheels = root.join(".ort/wheels");
@@ -275,6 +292,8 @@ include/nnunet_rt.hpp          header-only C++17 layer over the C API (namespace
 lib/libnnunet_rt.so            shared library
 lib/libnnunet_rt.a             static library (link also -lpthread -ldl -lm)
 lib/libonnxruntime.so*         ONNX Runtime {ORT_VERSION}, loaded at run time from next to libnnunet_rt.so
+lib/libonnxruntime_providers_openvino_plugin.so, libopenvino*, libtbb*, libhwloc*
+                               OpenVINO (plugin {OPENVINO_PLUGIN_VERSION}), used by the default device `auto`
 lib/cmake/nnunet_rt/           CMake package
 lib/pkgconfig/nnunet_rt.pc     pkg-config file
 doc/                           the project README and the bindings guide
@@ -282,7 +301,9 @@ doc/                           the project README and the bindings guide
 
 The folder is relocatable. ONNX Runtime is not linked: libnnunet_rt.so loads the copy next to
 it, so programs need no environment variable. A program linking the static library finds it
-through `NNUNET_RT_ORT_LIB`, `nnrt_options_set_ort_library()`, or next to the executable.
+through `NNUNET_RT_ORT_LIB`, `nnrt_options_set_ort_library()`, or next to the executable (the
+OpenVINO plugin likewise: `NNUNET_RT_OPENVINO_LIB`, `nnrt_options_set_openvino_library()`).
+Without the OpenVINO files the default device `auto` uses ONNX Runtime's CPU provider.
 
 ## CMake
 
@@ -304,7 +325,8 @@ cc app.c $(pkg-config --cflags --libs nnunet_rt) -o app
 cc app.c -I/path/to/this/folder/include -L/path/to/this/folder/lib -lnnunet_rt -Wl,-rpath,/path/to/this/folder/lib
 ```
 
-License: MIT OR Apache-2.0 (see LICENSE*); ONNX Runtime: MIT (LICENSE-onnxruntime).
+License: MIT OR Apache-2.0 (see LICENSE*); ONNX Runtime: MIT (LICENSE-onnxruntime); OpenVINO:
+Apache-2.0, its plugin MIT (third-party-programs-openvino.txt).
 "#
     )
 }

@@ -11,11 +11,36 @@ mod dist;
 
 /// The ONNX Runtime release the `ort` crate's `api-31` feature targets.
 const ORT_VERSION: &str = "1.31.1";
+/// The OpenVINO execution-provider plugin (PyPI `onnxruntime-ep-openvino`, bundling OpenVINO
+/// 2026.4 and TBB; needs ONNX Runtime >= 1.23).
+pub(crate) const OPENVINO_PLUGIN_VERSION: &str = "1.8.1";
+/// What of that wheel runs the network on a CPU: the plugin, OpenVINO's core, ONNX frontend and
+/// CPU device plugin, the AUTO/HETERO/batch meta-devices, TBB and hwloc, and the licence texts.
+/// Its GPU and NPU device plugins and GPU kernel cache (about 60 MB) are left out.
+pub(crate) const OPENVINO_CPU_FILES: &[&str] = &[
+    "libonnxruntime_providers_openvino_plugin.so",
+    "libopenvino.so.2641",
+    "libopenvino_onnx_frontend.so.2641",
+    "libopenvino_ir_frontend.so.2641",
+    "libopenvino_intel_cpu_plugin.so",
+    "libopenvino_auto_plugin.so",
+    "libopenvino_auto_batch_plugin.so",
+    "libopenvino_hetero_plugin.so",
+    "libtbb.so.12",
+    "libtbbbind_2_5.so.3",
+    "libtbbmalloc.so.2",
+    "libtbbmalloc_proxy.so.2",
+    "libhwloc.so.15",
+    "third-party-programs.txt",
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("ort") => fetch_ort(args.iter().any(|a| a == "--gpu")).map(|path| println!("{}", path.display())),
+        Some("ort") => fetch_ort(args.iter().any(|a| a == "--gpu")).and_then(|path| {
+            println!("{}", path.display());
+            fetch_openvino().map(|path| println!("{}", path.display()))
+        }),
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
         Some("dist") => dist::dist(&args[1..]),
@@ -32,7 +57,7 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> String {
-    "usage: cargo xtask <command>\n  ort [--gpu]   fetch ONNX Runtime from PyPI into .ort/ (CPU, or the CUDA build)\n  demo          predict the bundled demo volume with the bundled demo model\n  test [ARGS]   fetch ONNX Runtime if needed and run every test (extra ARGS go to cargo test)\n  bench [ARGS]  nnunet-rt against nnU-Net side by side (ARGS go to tools/bench/bench.py, e.g. --case pancreas --runs 3)\n  dist [--out DIR] [--debug]\n                build a relocatable folder + .tar.gz (lib, include, CMake and pkg-config files, CLI) in target/dist".to_string()
+    "usage: cargo xtask <command>\n  ort [--gpu]   fetch ONNX Runtime (CPU, or the CUDA build) and its OpenVINO plugin from PyPI into .ort/\n  demo          predict the bundled demo volume with the bundled demo model\n  test [ARGS]   fetch ONNX Runtime if needed and run every test (extra ARGS go to cargo test)\n  bench [ARGS]  nnunet-rt against nnU-Net side by side (ARGS go to tools/bench/bench.py, e.g. --case pancreas --runs 3)\n  dist [--out DIR] [--debug]\n                build a relocatable folder + .tar.gz (lib, include, CMake and pkg-config files, CLI) in target/dist".to_string()
 }
 
 fn root() -> PathBuf {
@@ -70,11 +95,7 @@ fn fetch_ort(gpu: bool) -> Result<PathBuf, String> {
         .arg(&wheels)
         .arg(format!("{package}=={ORT_VERSION}")))?;
     let prefix = format!("{}-{ORT_VERSION}-", package.replace('-', "_"));
-    let wheel = std::fs::read_dir(&wheels)
-        .map_err(|e| e.to_string())?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".whl")))
-        .ok_or_else(|| format!("pip downloaded no {prefix}*.whl into {}", wheels.display()))?;
+    let wheel = find_wheel(&wheels, &prefix)?;
     std::fs::create_dir_all(&lib_dir).map_err(|e| format!("cannot create {}: {e}", lib_dir.display()))?;
     // A wheel is a zip file; Python's zipfile extracts the runtime and provider libraries.
     let script = r#"
@@ -100,9 +121,50 @@ with zipfile.ZipFile(wheel) as z:
     Ok(target)
 }
 
+/// Downloads the `onnxruntime-ep-openvino` wheel with pip and extracts what runs on a CPU into
+/// `.ort/openvino` (the plugin finds its OpenVINO libraries beside itself through its RUNPATH).
+/// Returns the plugin's path.
+fn fetch_openvino() -> Result<PathBuf, String> {
+    let root = root();
+    let dir = root.join(".ort/openvino");
+    let plugin = dir.join(OPENVINO_CPU_FILES[0]);
+    if OPENVINO_CPU_FILES.iter().all(|name| dir.join(name).is_file()) {
+        return Ok(plugin);
+    }
+    let wheels = root.join(".ort/wheels");
+    std::fs::create_dir_all(&wheels).map_err(|e| format!("cannot create {}: {e}", wheels.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    eprintln!("xtask: fetching onnxruntime-ep-openvino=={OPENVINO_PLUGIN_VERSION} from PyPI with pip");
+    run(Command::new(python())
+        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest"])
+        .arg(&wheels)
+        .arg(format!("onnxruntime-ep-openvino=={OPENVINO_PLUGIN_VERSION}")))?;
+    let prefix = format!("onnxruntime_ep_openvino-{OPENVINO_PLUGIN_VERSION}-");
+    let wheel = find_wheel(&wheels, &prefix)?;
+    let script = r#"
+import sys, zipfile, os, shutil
+wheel, dest, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+with zipfile.ZipFile(wheel) as z:
+    for name in names:
+        with z.open("onnxruntime_ep_openvino/" + name) as src, open(os.path.join(dest, name), "wb") as out:
+            shutil.copyfileobj(src, out)
+"#;
+    run(Command::new(python()).arg("-c").arg(script).arg(&wheel).arg(&dir).args(OPENVINO_CPU_FILES))?;
+    Ok(plugin)
+}
+
+fn find_wheel(wheels: &Path, prefix: &str) -> Result<PathBuf, String> {
+    std::fs::read_dir(wheels)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix) && n.ends_with(".whl")))
+        .ok_or_else(|| format!("pip downloaded no {prefix}*.whl into {}", wheels.display()))
+}
+
 fn demo() -> Result<(), String> {
     let root = root();
     fetch_ort(false)?;
+    fetch_openvino()?;
     run(Command::new(env!("CARGO")).current_dir(&root).args(["build", "--release", "--quiet", "--bin", "nnunet-rt"]))?;
     let out_dir = root.join("target/demo");
     std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
@@ -126,10 +188,13 @@ fn demo() -> Result<(), String> {
 fn test(extra: &[String]) -> Result<(), String> {
     let root = root();
     let lib = fetch_ort(false)?;
+    let openvino = fetch_openvino()?;
     run(Command::new(env!("CARGO"))
         .current_dir(&root)
         .env("NNUNET_RT_ORT_LIB", &lib)
         .env("NNUNET_RT_REQUIRE_ORT", "1")
+        .env("NNUNET_RT_OPENVINO_LIB", &openvino)
+        .env("NNUNET_RT_REQUIRE_OPENVINO", "1")
         .args(["test", "--workspace"])
         .args(extra))
 }
@@ -139,6 +204,7 @@ fn test(extra: &[String]) -> Result<(), String> {
 fn bench(extra: &[String]) -> Result<(), String> {
     let root = root();
     fetch_ort(false)?;
+    fetch_openvino()?;
     run(Command::new(env!("CARGO")).current_dir(&root).args(["build", "--release", "--quiet", "--bin", "nnunet-rt"]))?;
     let python = root.join(".venv-nnunet/bin/python");
     if !python.is_file() {

@@ -114,7 +114,9 @@ struct Volume {
   }
 };
 
-/// How a model is loaded (owns an nnrt_options). Defaults: every fold, CPU, runtime searched.
+/// How a model is loaded (owns an nnrt_options). Defaults: every fold, device auto (OpenVINO on
+/// the CPU when its plugin loads, else ONNX Runtime's CPU provider), float32 network, libraries
+/// searched.
 class LoadOptions {
  public:
   LoadOptions() {
@@ -132,21 +134,46 @@ class LoadOptions {
     return *this;
   }
 
-  /// ONNX Runtime intra-op threads; 0: one per core.
+  /// Threads of the network (ONNX Runtime intra-op or OpenVINO inference threads); 0: one per core.
   LoadOptions &threads(std::uint32_t count) {
     detail::check(nnrt_options_set_threads(handle_.get(), count));
     return *this;
   }
 
-  /// NNRT_DEVICE_CPU, or NNRT_DEVICE_CUDA with a GPU index.
+  /// NNRT_DEVICE_AUTO (default), NNRT_DEVICE_CPU, NNRT_DEVICE_OPENVINO, or NNRT_DEVICE_CUDA with
+  /// a GPU index.
   LoadOptions &device(std::uint32_t device, std::int32_t device_id = 0) {
     detail::check(nnrt_options_set_device(handle_.get(), device, device_id));
+    return *this;
+  }
+
+  /// NNRT_NETWORK_PRECISION_F32 (default) or the opt-in NNRT_NETWORK_PRECISION_BF16.
+  LoadOptions &network_precision(std::uint32_t precision) {
+    detail::check(nnrt_options_set_network_precision(handle_.get(), precision));
+    return *this;
+  }
+
+  /// On CUDA, allow TF32 tensor-core convolutions.
+  LoadOptions &tf32(bool enabled) {
+    detail::check(nnrt_options_set_tf32(handle_.get(), enabled ? 1 : 0));
     return *this;
   }
 
   /// Path of libonnxruntime.so to load (first model of the process only); empty: search.
   LoadOptions &ort_library(const std::string &path) {
     detail::check(nnrt_options_set_ort_library(handle_.get(), path.empty() ? nullptr : path.c_str()));
+    return *this;
+  }
+
+  /// Path of the OpenVINO plugin (libonnxruntime_providers_openvino_plugin.so); empty: search.
+  LoadOptions &openvino_library(const std::string &path) {
+    detail::check(nnrt_options_set_openvino_library(handle_.get(), path.empty() ? nullptr : path.c_str()));
+    return *this;
+  }
+
+  /// OpenVINO: folder where compiled networks are cached; empty: none.
+  LoadOptions &openvino_cache_dir(const std::string &path) {
+    detail::check(nnrt_options_set_openvino_cache_dir(handle_.get(), path.empty() ? nullptr : path.c_str()));
     return *this;
   }
 
@@ -279,6 +306,13 @@ class Model {
   std::string label_name(std::size_t index) const { return name(nnrt_model_label_name, index); }
   std::string class_name(std::size_t index) const { return name(nnrt_model_class_name, index); }
   std::string fold_name(std::size_t index) const { return name(nnrt_model_fold_name, index); }
+
+  /// What the network runs on, as JSON (see nnrt_model_runtime_info).
+  std::string runtime_info() const {
+    const char *text = nullptr;
+    detail::check(nnrt_model_runtime_info(handle_.get(), &text));
+    return text;
+  }
 
   /// Target spacing (mm) along x, y, z.
   std::array<double, 3> spacing() const {

@@ -15,7 +15,7 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 
-use nnunet_rt::{ClassificationPolicy, Device, ErrorKind, Labels, Precision, VolumeView, VoxelData};
+use nnunet_rt::{ClassificationPolicy, Device, ErrorKind, Labels, NetworkPrecision, Precision, VolumeView, VoxelData};
 
 #[cxx::bridge(namespace = "nnunet_rt")]
 mod ffi {
@@ -35,12 +35,23 @@ mod ffi {
     struct LoadOptions {
         /// Fold names ("0", "all"...) in the order their outputs are averaged; empty: every fold.
         folds: Vec<String>,
-        /// ONNX Runtime intra-op threads; 0: one per core.
+        /// Threads of the network (ONNX Runtime intra-op or OpenVINO inference threads); 0: one
+        /// per core.
         threads: usize,
-        /// "cpu", "cuda" or "cuda:N".
+        /// "auto" (default: OpenVINO on the CPU when its plugin loads, else ONNX Runtime's CPU
+        /// provider), "cpu", "openvino", "cuda" or "cuda:N".
         device: String,
+        /// Network arithmetic: "f32" (default, nnU-Net's answer) or "bf16" (opt-in, OpenVINO on
+        /// CPUs with AVX512_BF16/AMX; changes a few voxels).
+        network_precision: String,
+        /// On CUDA, allow TF32 tensor-core convolutions.
+        tf32: bool,
         /// Path of libonnxruntime.so; empty: searched (next to the library, environment...).
         ort_library: String,
+        /// Path of libonnxruntime_providers_openvino_plugin.so; empty: searched.
+        openvino_library: String,
+        /// OpenVINO: folder where compiled networks are cached; empty: none.
+        openvino_cache_dir: String,
     }
 
     /// How a volume is predicted. Start from `default_predict_options()` (nnU-Net's defaults).
@@ -112,7 +123,7 @@ mod ffi {
         /// predictions on one model run one at a time.
         type Model;
 
-        /// Every fold, CPU, ONNX Runtime's thread count, runtime searched.
+        /// Every fold, device "auto", network "f32", the provider's thread count, libraries searched.
         fn default_load_options() -> LoadOptions;
         /// nnU-Net's defaults: step 0.5, mirroring on, no probabilities, lesion-weighted.
         fn default_predict_options() -> PredictOptions;
@@ -129,6 +140,9 @@ mod ffi {
         fn label_names(self: &Model) -> Vec<String>;
         fn class_names(self: &Model) -> Vec<String>;
         fn fold_names(self: &Model) -> Vec<String>;
+        /// What the network runs on, as JSON (device after `auto`, execution provider,
+        /// network precision, ONNX Runtime and OpenVINO versions and paths).
+        fn runtime_info(self: &Model) -> String;
         /// Target spacing (mm) along x, y, z.
         fn spacing(self: &Model) -> [f64; 3];
         /// Patch size (voxels) along x, y, z.
@@ -278,7 +292,18 @@ fn guarded<T>(body: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
 pub struct Model(nnunet_rt::Model);
 
 fn default_load_options() -> LoadOptions {
-    LoadOptions { folds: Vec::new(), threads: 0, device: "cpu".to_string(), ort_library: String::new() }
+    let d = nnunet_rt::LoadOptions::default();
+    let path = |p: Option<std::path::PathBuf>| p.map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    LoadOptions {
+        folds: Vec::new(),
+        threads: d.intra_threads.unwrap_or(0),
+        device: d.device.to_string(),
+        network_precision: d.network_precision.to_string(),
+        tf32: d.allow_tf32,
+        ort_library: path(d.ort_library),
+        openvino_library: path(d.openvino_library),
+        openvino_cache_dir: path(d.openvino_cache_dir),
+    }
 }
 
 fn default_predict_options() -> PredictOptions {
@@ -319,25 +344,23 @@ fn precision_name(precision: Precision) -> &'static str {
     }
 }
 
-fn parse_device(text: &str) -> Result<Device, Failure> {
-    let id = |s: &str| s.parse::<i32>().ok().filter(|id| *id >= 0);
-    match text {
-        "" | "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        other => other.strip_prefix("cuda:").and_then(id).map(Device::Cuda).ok_or_else(|| {
-            Failure::new(ErrorKind::InvalidArgument, format!("device {other:?} is not cpu, cuda or cuda:N"))
-        }),
-    }
-}
-
 impl LoadOptions {
     fn to_rust(&self) -> Result<nnunet_rt::LoadOptions, Failure> {
+        let path = |p: &String| (!p.is_empty()).then(|| p.into());
         Ok(nnunet_rt::LoadOptions {
             folds: (!self.folds.is_empty()).then(|| self.folds.clone()),
-            device: parse_device(&self.device)?,
+            // The library's own names: the same vocabulary as the CLI and the C ABI.
+            device: if self.device.is_empty() { Device::default() } else { self.device.parse()? },
+            network_precision: if self.network_precision.is_empty() {
+                NetworkPrecision::default()
+            } else {
+                self.network_precision.parse()?
+            },
             intra_threads: (self.threads > 0).then_some(self.threads),
-            allow_tf32: false,
-            ort_library: (!self.ort_library.is_empty()).then(|| self.ort_library.clone().into()),
+            allow_tf32: self.tf32,
+            ort_library: path(&self.ort_library),
+            openvino_library: path(&self.openvino_library),
+            openvino_cache_dir: path(&self.openvino_cache_dir),
         })
     }
 }
@@ -401,6 +424,10 @@ impl Model {
 
     fn fold_names(&self) -> Vec<String> {
         self.0.fold_names()
+    }
+
+    fn runtime_info(&self) -> String {
+        serde_json::to_string(&self.0.runtime_info()).unwrap_or_else(|_| "null".into())
     }
 
     fn spacing(&self) -> [f64; 3] {
@@ -550,13 +577,30 @@ mod tests {
         );
         assert_eq!(defaults.classification_policy, rust.classification_policy);
         assert_eq!((defaults.precision, defaults.memory_limit), (rust.precision, rust.memory_limit));
-        let load =
-            LoadOptions { folds: vec!["0".into()], threads: 3, device: "cuda:1".into(), ort_library: "/x.so".into() };
+        let defaults = default_load_options();
+        assert_eq!((defaults.device.as_str(), defaults.network_precision.as_str()), ("auto", "f32"));
+        let load = LoadOptions {
+            folds: vec!["0".into()],
+            threads: 3,
+            device: "cuda:1".into(),
+            tf32: true,
+            ort_library: "/x.so".into(),
+            openvino_library: "/ov.so".into(),
+            ..defaults
+        };
         let load = load.to_rust().unwrap();
         assert_eq!(load.folds, Some(vec!["0".to_string()]));
-        assert_eq!((load.intra_threads, load.device), (Some(3), Device::Cuda(1)));
+        assert_eq!((load.intra_threads, load.device, load.allow_tf32), (Some(3), Device::Cuda(1), true));
         assert_eq!(load.ort_library.as_deref(), Some(std::path::Path::new("/x.so")));
-        assert_eq!(parse_device("cuda:-1").unwrap_err().to_string().split(':').next(), Some("NNRT_INVALID_ARGUMENT"));
+        assert_eq!(load.openvino_library.as_deref(), Some(std::path::Path::new("/ov.so")));
+        let openvino_bf16 =
+            LoadOptions { device: "openvino".into(), network_precision: "bf16".into(), ..default_load_options() };
+        let openvino_bf16 = openvino_bf16.to_rust().unwrap();
+        assert_eq!((openvino_bf16.device, openvino_bf16.network_precision), (Device::OpenVino, NetworkPrecision::Bf16));
+        let bad = LoadOptions { device: "cuda:-1".into(), ..default_load_options() };
+        assert_eq!(bad.to_rust().unwrap_err().to_string().split(':').next(), Some("NNRT_INVALID_ARGUMENT"));
+        let bad = LoadOptions { network_precision: "fp16".into(), ..default_load_options() };
+        assert!(bad.to_rust().unwrap_err().to_string().starts_with("NNRT_INVALID_ARGUMENT: network precision"));
         assert!(version().starts_with("nnunet-rt/"));
     }
 }

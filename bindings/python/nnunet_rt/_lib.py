@@ -69,6 +69,11 @@ NNRT_DTYPE_F64 = 8
 
 NNRT_DEVICE_CPU = 0
 NNRT_DEVICE_CUDA = 1
+NNRT_DEVICE_OPENVINO = 2
+NNRT_DEVICE_AUTO = 3
+
+NNRT_NETWORK_PRECISION_F32 = 0
+NNRT_NETWORK_PRECISION_BF16 = 1
 
 NNRT_STAGE_PREPROCESS = 0
 NNRT_STAGE_NETWORK = 1
@@ -119,6 +124,11 @@ _PROTOTYPES = {
     "nnrt_options_set_threads": (_status, [_handle, c_uint32]),
     "nnrt_options_set_folds": (_status, [_handle, POINTER(c_char_p), c_size_t]),
     "nnrt_options_set_ort_library": (_status, [_handle, c_char_p]),
+    "nnrt_options_set_network_precision": (_status, [_handle, c_uint32]),
+    "nnrt_options_set_tf32": (_status, [_handle, c_int32]),
+    "nnrt_options_set_openvino_library": (_status, [_handle, c_char_p]),
+    "nnrt_options_set_openvino_cache_dir": (_status, [_handle, c_char_p]),
+    "nnrt_model_runtime_info": (_status, [_handle, POINTER(c_char_p)]),
     "nnrt_predict_options_new": (_status, [_out_handle]),
     "nnrt_predict_options_free": (None, [_handle]),
     "nnrt_predict_options_set_step_size": (_status, [_handle, c_double]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import threading
 from contextlib import contextmanager
@@ -218,10 +219,15 @@ class Model:
     """A loaded nnU-Net v2 model folder (plans.json, dataset.json, fold_N/model.onnx).
 
     ``folds`` selects folds by name (``["0", "1"]``, ``["all"]``; ints are accepted) in the
-    order their logits are averaged; None uses every exported fold. ``device`` is ``"cpu"``,
-    ``"cuda"`` or ``"cuda:N"``. ``threads`` is ONNX Runtime's intra-op thread count (None: one
-    per core). ``ort_library`` is the path of ``libonnxruntime.so`` (only the first model loaded
-    in a process decides it). ``library`` is the path of the nnunet-rt library (see
+    order their logits are averaged; None uses every exported fold. ``device`` is ``"auto"``
+    (OpenVINO on the CPU when its plugin loads, else ONNX Runtime's CPU provider), ``"cpu"``,
+    ``"openvino"``, ``"cuda"`` or ``"cuda:N"``; :attr:`runtime_info` says what ran.
+    ``network_precision`` is ``"f32"`` (nnU-Net's answer) or the opt-in ``"bf16"`` (OpenVINO on
+    CPUs with AVX512_BF16/AMX; changes a few voxels). ``threads`` is the network's thread count
+    (None: one per core). ``tf32`` allows TF32 convolutions on CUDA. ``ort_library`` is the path of
+    ``libonnxruntime.so`` (only the first model loaded in a process decides it),
+    ``openvino_library`` that of the OpenVINO plugin, ``openvino_cache_dir`` a folder for
+    OpenVINO's compiled networks. ``library`` is the path of the nnunet-rt library (see
     :func:`nnunet_rt.load_library`).
 
     A model may be used from several threads; predictions on one model run one at a time (load
@@ -234,9 +240,13 @@ class Model:
         path: PathLike,
         *,
         folds: Optional[Sequence[Union[str, int]]] = None,
-        device: str = "cpu",
+        device: str = "auto",
+        network_precision: str = "f32",
         threads: Optional[int] = None,
+        tf32: bool = False,
         ort_library: Optional[PathLike] = None,
+        openvino_library: Optional[PathLike] = None,
+        openvino_cache_dir: Optional[PathLike] = None,
         library: Optional[PathLike] = None,
     ):
         self._handle = None
@@ -246,7 +256,9 @@ class Model:
         options = c_void_p()
         _raise_for(lib, lib.nnrt_options_new(byref(options)))
         try:
-            self._configure(options, folds, device, threads, ort_library)
+            self._configure(
+                options, folds, device, network_precision, threads, tf32, ort_library, openvino_library, openvino_cache_dir
+            )
             pointer = c_void_p()
             status = lib.nnrt_model_load(os.fsencode(self.path), options, byref(pointer))
             if status != _lib.NNRT_OK:
@@ -260,7 +272,9 @@ class Model:
             self._handle.close()
             raise
 
-    def _configure(self, options: c_void_p, folds, device: str, threads, ort_library) -> None:
+    def _configure(
+        self, options, folds, device, network_precision, threads, tf32, ort_library, openvino_library, openvino_cache_dir
+    ) -> None:
         lib = self._lib
         if folds is not None:
             if isinstance(folds, (str, int)):
@@ -269,14 +283,25 @@ class Model:
             if names:
                 array = (c_char_p * len(names))(*names)
                 _raise_for(lib, lib.nnrt_options_set_folds(options, array, len(names)))
-        kind, _, index = str(device).strip().lower().partition(":")
-        if kind == "cpu" and not index:
-            code, device_id = _lib.NNRT_DEVICE_CPU, 0
-        elif kind == "cuda" and (not index or index.isdigit()):
+        # The library's names (auto, cpu, openvino, cuda, cuda:N; f32, bf16) mapped to its codes.
+        kind, _, index = str(device).partition(":")
+        codes = {"auto": _lib.NNRT_DEVICE_AUTO, "cpu": _lib.NNRT_DEVICE_CPU, "openvino": _lib.NNRT_DEVICE_OPENVINO}
+        if kind in codes and not index and ":" not in str(device):
+            code, device_id = codes[kind], 0
+        elif kind == "cuda" and (not index or index.isdigit()) and str(device) != "cuda:":
             code, device_id = _lib.NNRT_DEVICE_CUDA, int(index or 0)
         else:
-            raise _invalid(f"device {device!r} is not one of 'cpu', 'cuda', 'cuda:N'")
+            raise _invalid(f"device {device!r} is not one of auto, cpu, openvino, cuda, cuda:N")
         _raise_for(lib, lib.nnrt_options_set_device(options, code, device_id))
+        precisions = {"f32": _lib.NNRT_NETWORK_PRECISION_F32, "bf16": _lib.NNRT_NETWORK_PRECISION_BF16}
+        if network_precision not in precisions:
+            raise _invalid(f"network precision {network_precision!r} is not f32 or bf16")
+        _raise_for(lib, lib.nnrt_options_set_network_precision(options, precisions[network_precision]))
+        _raise_for(lib, lib.nnrt_options_set_tf32(options, 1 if tf32 else 0))
+        if openvino_library is not None:
+            _raise_for(lib, lib.nnrt_options_set_openvino_library(options, os.fsencode(os.fspath(openvino_library))))
+        if openvino_cache_dir is not None:
+            _raise_for(lib, lib.nnrt_options_set_openvino_cache_dir(options, os.fsencode(os.fspath(openvino_cache_dir))))
         if threads is not None:
             if int(threads) < 0:
                 raise _invalid(f"threads must be >= 0 (0: one per core); got {threads}")
@@ -310,6 +335,9 @@ class Model:
         patch = (c_size_t * 3)()
         _raise_for(lib, lib.nnrt_model_patch_size(model, patch))
         self._patch_size = tuple(patch)
+        info = c_char_p()
+        _raise_for(lib, lib.nnrt_model_runtime_info(model, byref(info)))
+        self._runtime_info = json.loads(info.value.decode("utf-8"))
 
     # -- lifetime -----------------------------------------------------------------------------
 
@@ -368,6 +396,13 @@ class Model:
         """Class names of the classification head; [] when the model has none."""
         self._check_open()
         return list(self._classes)
+
+    @property
+    def runtime_info(self) -> dict:
+        """What the network runs on: ``device`` (after ``auto``), ``execution_provider``,
+        ``network_precision``, ONNX Runtime's and OpenVINO's versions and paths, and why ``auto``
+        fell back to ONNX Runtime's CPU provider (``auto_fallback_reason``)."""
+        return self._runtime_info
 
     @property
     def folds(self) -> list:

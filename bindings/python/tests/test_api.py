@@ -291,10 +291,33 @@ def test_invalid_volume_arguments(fast_model, array, spacing):
 
 
 def test_invalid_load_options():
-    with pytest.raises(nnunet_rt.InvalidArgument, match="device"):
-        nnunet_rt.Model(MODELS / "multitask_ct", device="tpu")
+    for device in ["tpu", "CPU", "cuda:", "cuda:-1", "openvino:0", ""]:
+        with pytest.raises(nnunet_rt.InvalidArgument, match="device"):
+            nnunet_rt.Model(MODELS / "multitask_ct", device=device)
+    with pytest.raises(nnunet_rt.InvalidArgument, match="network precision"):
+        nnunet_rt.Model(MODELS / "multitask_ct", network_precision="fp16")
+    # bf16 cannot run on ONNX Runtime's CPU provider: refused at load, never run as f32.
+    with pytest.raises(nnunet_rt.InvalidArgument, match="bf16"):
+        nnunet_rt.Model(MODELS / "multitask_ct", device="cpu", network_precision="bf16")
     with pytest.raises(nnunet_rt.InvalidArgument, match="threads"):
         nnunet_rt.Model(MODELS / "multitask_ct", threads=-1)
+
+
+def test_runtime_info_names_what_runs_the_network():
+    with nnunet_rt.Model(MODELS / "multitask_ct", folds=[0], device="cpu") as model:
+        info = model.runtime_info
+        assert (info["device_requested"], info["device"]) == ("cpu", "cpu")
+        assert info["execution_provider"] == "CPUExecutionProvider"
+        assert info["network_precision"] == "f32" and info["openvino"] is None
+        assert info["onnxruntime_version"].startswith("1.")
+    with nnunet_rt.Model(MODELS / "multitask_ct", folds=[0]) as model:
+        info = model.runtime_info
+        assert info["device_requested"] == "auto"
+        # auto is OpenVINO when its plugin loads, else the CPU provider with the reason said.
+        if info["device"] == "openvino":
+            assert info["execution_provider"] == "OpenVINOExecutionProvider" and info["openvino"]["version"]
+        else:
+            assert info["device"] == "cpu" and info["auto_fallback_reason"]
 
 
 def test_exception_classes():

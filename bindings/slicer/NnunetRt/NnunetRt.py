@@ -90,8 +90,20 @@ class NnunetRtWidget(ScriptedLoadableModuleWidget):
         optionsForm.addRow("Mirroring (TTA):", self.ttaCheck)
 
         self.deviceCombo = qt.QComboBox()
-        self.deviceCombo.addItems(["cpu", "cuda"])
+        self.deviceCombo.addItems(["auto", "cpu", "openvino", "cuda"])
+        self.deviceCombo.toolTip = (
+            "auto: OpenVINO on the CPU when its plugin is installed, else ONNX Runtime's CPU provider; "
+            "cuda needs a CUDA build of nnunet-rt"
+        )
         optionsForm.addRow("Device:", self.deviceCombo)
+
+        self.networkPrecisionCombo = qt.QComboBox()
+        self.networkPrecisionCombo.addItems(["f32", "bf16"])
+        self.networkPrecisionCombo.toolTip = (
+            "f32: nnU-Net's answer. bf16: opt-in, OpenVINO on CPUs with AVX512_BF16/AMX; faster there, "
+            "changes a few voxels"
+        )
+        optionsForm.addRow("Network precision:", self.networkPrecisionCombo)
 
         self.threadsSpin = qt.QSpinBox()
         self.threadsSpin.setRange(0, 256)
@@ -158,6 +170,7 @@ class NnunetRtWidget(ScriptedLoadableModuleWidget):
                 modelFolder,
                 folds=folds,
                 device=self.deviceCombo.currentText,
+                network_precision=self.networkPrecisionCombo.currentText,
                 threads=self.threadsSpin.value or None,
                 step_size=self.stepSizeSpin.value,
                 tta=self.ttaCheck.checked,
@@ -235,7 +248,9 @@ class NnunetRtLogic(ScriptedLoadableModuleLogic):
         ScriptedLoadableModuleLogic.__init__(self)
         self.models = {}
 
-    def start(self, volumeNode, modelFolder, *, folds=None, device="cpu", threads=None, **options):
+    def start(
+        self, volumeNode, modelFolder, *, folds=None, device="auto", network_precision="f32", threads=None, **options
+    ):
         """Starts a background run on a copy of the volume; returns the SegmentationTask."""
         if volumeNode.GetImageData() is None:
             raise ValueError(f"{volumeNode.GetName()} has no image data")
@@ -244,13 +259,15 @@ class NnunetRtLogic(ScriptedLoadableModuleLogic):
         matrix = vtk.vtkMatrix4x4()
         volumeNode.GetIJKToRASMatrix(matrix)
         ijkToRas = slicer.util.arrayFromVTKMatrix(matrix)
-        key = (modelFolder, tuple(folds or ()), device, threads)
+        key = (modelFolder, tuple(folds or ()), device, network_precision, threads)
         model = self.models.get(key)
         if model is None:
             nnunet_rt = rtlogic.import_nnunet_rt()
 
             def loadModel():  # runs on the worker thread
-                return nnunet_rt.Model(modelFolder, folds=folds, device=device, threads=threads)
+                return nnunet_rt.Model(
+                    modelFolder, folds=folds, device=device, network_precision=network_precision, threads=threads
+                )
 
             model = loadModel
         task = rtlogic.SegmentationTask(model, volume, ijkToRas, **options)

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use nnunet_rt::io::nifti::{self, LabelData};
 use nnunet_rt::io::npy;
 use nnunet_rt::{
-    ClassificationPolicy, Device, Error, ErrorKind, Labels, LoadOptions, Model, Precision, PredictOptions, Prediction,
-    Result, Stage,
+    ClassificationPolicy, Device, Error, ErrorKind, Labels, LoadOptions, Model, NetworkPrecision, Precision,
+    PredictOptions, Prediction, Result, Stage,
 };
 use serde_json::json;
 
@@ -20,10 +20,16 @@ pub struct ModelArgs {
     /// Folds to use, e.g. `-f 0 1 2` (default: every exported fold)
     #[arg(short = 'f', long = "folds", num_args = 1..)]
     folds: Vec<String>,
-    /// Where the network runs: cpu, cuda or cuda:N
-    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    /// Where the network runs: auto (OpenVINO on the CPU when its plugin loads, else ONNX
+    /// Runtime's CPU provider), cpu (ONNX Runtime's CPU provider), openvino, cuda or cuda:N
+    #[arg(long, default_value = "auto", value_parser = parse_name::<Device>)]
     device: Device,
-    /// ONNX Runtime intra-op threads (default: one per core)
+    /// Arithmetic of the network itself: f32 (nnU-Net's answer) or bf16 (opt-in, OpenVINO on
+    /// CPUs with AVX512_BF16/AMX: several times faster, changes a few voxels; see BENCHMARKS.md).
+    /// Not the same as --precision, which is the accumulation of logits around the network
+    #[arg(long = "network-precision", default_value = "f32", value_parser = parse_name::<NetworkPrecision>)]
+    network_precision: NetworkPrecision,
+    /// Threads of the network (ONNX Runtime intra-op or OpenVINO inference threads; default: one per core)
     #[arg(long)]
     threads: Option<usize>,
     /// On CUDA, allow TF32 tensor-core convolutions (faster, slightly less precise)
@@ -32,6 +38,13 @@ pub struct ModelArgs {
     /// Path of libonnxruntime.so (default: NNUNET_RT_ORT_LIB, ORT_DYLIB_PATH, next to the binary, the fetched copy)
     #[arg(long = "ort-lib")]
     ort_lib: Option<PathBuf>,
+    /// Path of libonnxruntime_providers_openvino_plugin.so (default: NNUNET_RT_OPENVINO_LIB, next to
+    /// the binary or ONNX Runtime, the fetched copy)
+    #[arg(long = "openvino-lib")]
+    openvino_lib: Option<PathBuf>,
+    /// OpenVINO: cache compiled networks in this folder (later loads skip compilation)
+    #[arg(long = "openvino-cache-dir")]
+    openvino_cache_dir: Option<PathBuf>,
 }
 
 impl ModelArgs {
@@ -39,25 +52,20 @@ impl ModelArgs {
         let options = LoadOptions {
             folds: (!self.folds.is_empty()).then(|| self.folds.clone()),
             device: self.device,
+            network_precision: self.network_precision,
             intra_threads: self.threads,
             allow_tf32: self.tf32,
             ort_library: self.ort_lib.clone(),
+            openvino_library: self.openvino_lib.clone(),
+            openvino_cache_dir: self.openvino_cache_dir.clone(),
         };
         Model::load(&self.model, &options)
     }
 }
 
-fn parse_device(text: &str) -> std::result::Result<Device, String> {
-    match text {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        other => other
-            .strip_prefix("cuda:")
-            .and_then(|id| id.parse::<i32>().ok())
-            .filter(|id| *id >= 0)
-            .map(Device::Cuda)
-            .ok_or_else(|| format!("{other:?} is not cpu, cuda or cuda:N")),
-    }
+/// Parses a value with the library's own names (one vocabulary for every surface).
+fn parse_name<T: std::str::FromStr<Err = Error>>(text: &str) -> std::result::Result<T, String> {
+    text.parse::<T>().map_err(|e| e.message().to_string())
 }
 
 /// Arguments of `predict`.
@@ -83,7 +91,8 @@ pub struct PredictArgs {
     /// Case-level classification policy for models with a classification head
     #[arg(long = "classification-policy", default_value = "lesion-weighted", value_parser = ["lesion-weighted", "mean"])]
     classification_policy: String,
-    /// Logit accumulation: `half` reproduces nnU-Net exactly, `single` is more accurate
+    /// Logit accumulation around the network: `half` reproduces nnU-Net exactly, `single` is more
+    /// accurate (not the network's arithmetic: see --network-precision)
     #[arg(long, default_value = "half", value_parser = ["half", "single"])]
     precision: String,
     /// Refuse a case up front when its estimated peak memory exceeds this (bytes, or with K/M/G)
@@ -241,6 +250,7 @@ fn report(
             "write": ms(write),
         },
         "nnunet_rt_version": env!("CARGO_PKG_VERSION"),
+        "runtime": model.runtime_info(),
     })
 }
 
@@ -405,8 +415,31 @@ pub fn info(args: InfoArgs) -> Result<()> {
         Some(c) => println!("head classes {}", c.class_names.join(", ")),
         None => println!("head classes none (segmentation only)"),
     }
-    if let Some(path) = model.runtime_path() {
-        println!("runtime      {}", path.display());
+    if let Some(runtime) = model.runtime_info() {
+        println!(
+            "network      {} on {} ({}), {} threads",
+            runtime.network_precision,
+            runtime.device,
+            runtime.execution_provider,
+            runtime.threads.map_or("default".to_string(), |n| n.to_string())
+        );
+        if let Some(reason) = &runtime.auto_fallback_reason {
+            println!("             auto chose ONNX Runtime's CPU provider: {reason}");
+        }
+        println!(
+            "runtime      ONNX Runtime {} ({})",
+            runtime.onnxruntime_version,
+            runtime.onnxruntime_library.display()
+        );
+        if let Some(openvino) = &runtime.openvino {
+            println!(
+                "openvino     plugin {} ({}), CPU {} [{}]",
+                openvino.version,
+                openvino.path.display(),
+                openvino.cpu_name,
+                openvino.capabilities.join(" ")
+            );
+        }
     }
     Ok(())
 }
