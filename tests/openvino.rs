@@ -89,7 +89,8 @@ fn auto_takes_openvino_and_reports_what_ran() {
     // The compiled-network cache is written where asked.
     let cache = std::env::temp_dir().join(format!("nnunet-rt-openvino-cache-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&cache);
-    let options = LoadOptions { openvino_cache_dir: Some(cache.clone()), intra_threads: Some(1), ..LoadOptions::default() };
+    let options =
+        LoadOptions { openvino_cache_dir: Some(cache.clone()), intra_threads: Some(1), ..LoadOptions::default() };
     drop(Model::load(model_dir("resenc_ct"), &options).unwrap());
     let cached = std::fs::read_dir(&cache).map(|entries| entries.count()).unwrap_or(0);
     let _ = std::fs::remove_dir_all(&cache);
