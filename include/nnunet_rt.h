@@ -120,7 +120,7 @@
 #define NNRT_STAGE_EXPORT 2
 
 /**
- * Tiles weighted by the predicted volume of the evidence (lesion) labels (default).
+ * Tiles weighted by the soft (probability-summed) volume of the evidence (lesion) labels.
  */
 #define NNRT_CLASSIFICATION_LESION_WEIGHTED 0
 
@@ -128,6 +128,12 @@
  * Unweighted mean over tiles.
  */
 #define NNRT_CLASSIFICATION_MEAN 1
+
+/**
+ * Tiles weighted by the number of voxels they label as the evidence (lesion) labels; without
+ * any, by their foreground voxels, then uniformly (default).
+ */
+#define NNRT_CLASSIFICATION_LESION_VOXELS 2
 
 /**
  * Logit accumulation in float16, rounded like nnU-Net (default: the same answer).
@@ -551,7 +557,7 @@ nnrt_status nnrt_options_set_openvino_cache_dir(struct nnrt_options *options, co
 
 /**
  * Creates prediction options with nnU-Net's defaults: step 0.5, mirroring on, no probabilities,
- * lesion-weighted classification, no progress callback.
+ * lesion-voxels classification, no progress callback.
  *
  * Ownership: `*out` is owned by the caller; free with `nnrt_predict_options_free`.
  * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
@@ -584,7 +590,8 @@ nnrt_status nnrt_predict_options_set_probabilities(struct nnrt_predict_options *
                                                    int32_t enabled);
 
 /**
- * Classification policy: `NNRT_CLASSIFICATION_LESION_WEIGHTED` or `NNRT_CLASSIFICATION_MEAN`.
+ * Classification policy: `NNRT_CLASSIFICATION_LESION_VOXELS` (default),
+ * `NNRT_CLASSIFICATION_LESION_WEIGHTED` or `NNRT_CLASSIFICATION_MEAN`.
  * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`.
  */
 nnrt_status nnrt_predict_options_set_classification_policy(struct nnrt_predict_options *options,

@@ -1,42 +1,79 @@
 //! Case-level class probabilities from a classification head that sees one tile at a time.
 //!
-//! Default policy, `LesionWeighted`: per fold and tile, the head's logits are averaged over the
-//! mirrored passes and turned into probabilities (softmax); each tile is weighted by how much of
-//! the evidence labels (default: the highest label, the lesion) the tile's own segmentation
-//! predicts — the sum of that label's softmax probability over the tile's voxels. The fold's
-//! probabilities are the weighted mean over tiles. If no tile holds one voxel's worth of the
-//! evidence labels, all foreground labels weight the tiles instead, and if that is also below one
-//! voxel everywhere, the plain mean is used. Folds are averaged (probabilities, not logits) and
-//! the predicted class is the first maximum. `Mean` is the unweighted mean over tiles.
+//! Per fold and tile, the head's logits are averaged over the mirrored passes and turned into
+//! probabilities (softmax); the fold's probabilities are a weighted mean over tiles; folds are
+//! averaged (probabilities, not logits) and the predicted class is the first maximum. The
+//! policies differ in the weights:
+//!
+//! - `LesionVoxels` (default): a tile weighs the number of its voxels that its own segmentation
+//!   labels (argmax of its mirror-averaged logits) as an evidence label (default: the highest
+//!   label, the lesion). A tile that labels no lesion voxel weighs nothing, however much soft
+//!   lesion probability it spreads: on a large volume, a hundred background tiles holding a few
+//!   voxels' worth each used to outweigh the few tiles that hold the lesion. When no tile labels
+//!   any evidence voxel, the tiles weigh their foreground voxels (the organ), and when none labels
+//!   foreground, all tiles weigh the same. The rule that answered is reported per fold.
+//! - `LesionWeighted`: the weight is the soft volume instead, the sum of the evidence labels'
+//!   softmax probability over the tile's voxels, with the same fallbacks at one voxel's worth.
+//! - `Mean`: the unweighted mean over tiles.
 
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::Error;
 use crate::window::TileEvidence;
 
-/// How tile-level head outputs become one case-level answer.
+/// How tile-level head outputs become one case-level answer (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ClassificationPolicy {
-    /// Tiles weighted by the predicted volume of the evidence labels (see the module docs).
+    /// Tiles weighted by how many voxels they label as an evidence label.
     #[default]
+    LesionVoxels,
+    /// Tiles weighted by the soft (probability-summed) volume of the evidence labels.
     LesionWeighted,
     /// Unweighted mean of the tiles' probabilities.
     Mean,
 }
 
 impl ClassificationPolicy {
-    /// Stable name used in reports.
+    /// Every policy, in the order of their C codes.
+    pub const ALL: [ClassificationPolicy; 3] =
+        [ClassificationPolicy::LesionWeighted, ClassificationPolicy::Mean, ClassificationPolicy::LesionVoxels];
+
+    /// Stable name, the same in reports, on the command line and in every binding.
     pub fn name(self) -> &'static str {
         match self {
-            ClassificationPolicy::LesionWeighted => "lesion_weighted",
+            ClassificationPolicy::LesionVoxels => "lesion-voxels",
+            ClassificationPolicy::LesionWeighted => "lesion-weighted",
             ClassificationPolicy::Mean => "mean",
         }
+    }
+}
+
+impl fmt::Display for ClassificationPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ClassificationPolicy {
+    type Err = Error;
+
+    /// `lesion-voxels`, `lesion-weighted` or `mean`.
+    fn from_str(text: &str) -> Result<Self, Error> {
+        Self::ALL.into_iter().find(|p| p.name() == text).ok_or_else(|| {
+            Error::invalid_argument(format!(
+                "classification policy {text:?} is not one of lesion-voxels, lesion-weighted, mean"
+            ))
+        })
     }
 }
 
 /// Which weights one fold ended up using.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Weighting {
-    /// Predicted volume of the evidence labels.
+    /// Volume of the evidence labels.
     EvidenceLabels,
-    /// Predicted volume of all foreground labels (no tile held enough of the evidence labels).
+    /// Volume of all foreground labels (no tile held enough of the evidence labels).
     Foreground,
     /// Plain mean.
     Uniform,
@@ -73,27 +110,29 @@ pub fn fold_probabilities(
     policy: ClassificationPolicy,
 ) -> (Vec<f64>, Weighting) {
     let probs: Vec<Vec<f64>> = tiles.iter().map(|t| softmax(&t.class_logits)).collect();
-    let weights_for = |labels: &mut dyn Iterator<Item = usize>| -> Vec<f64> {
-        let labels: Vec<usize> = labels.collect();
-        tiles.iter().map(|t| labels.iter().map(|&l| t.label_volume[l]).sum()).collect()
+    // Per tile, the volume of `labels`: voxels labelled (hard) or probability summed (soft).
+    let weights_for = |labels: &[usize], hard: bool| -> Vec<f64> {
+        let volume = |t: &TileEvidence, l: usize| if hard { t.label_voxels[l] as f64 } else { t.label_volume[l] };
+        tiles.iter().map(|t| labels.iter().map(|&l| volume(t, l)).sum()).collect()
+    };
+    let weighted = |hard: bool| {
+        let enough = |w: &[f64]| w.iter().any(|&v| v >= 1.0);
+        let evidence = weights_for(evidence_labels, hard);
+        if enough(&evidence) {
+            return (evidence, Weighting::EvidenceLabels);
+        }
+        let classes = tiles.first().map_or(0, |t| t.label_volume.len());
+        let foreground = weights_for(&(1..classes).collect::<Vec<_>>(), hard);
+        if enough(&foreground) {
+            (foreground, Weighting::Foreground)
+        } else {
+            (vec![1.0; tiles.len()], Weighting::Uniform)
+        }
     };
     let (weights, weighting) = match policy {
         ClassificationPolicy::Mean => (vec![1.0; tiles.len()], Weighting::Uniform),
-        ClassificationPolicy::LesionWeighted => {
-            let enough = |w: &[f64]| w.iter().any(|&v| v >= 1.0);
-            let evidence = weights_for(&mut evidence_labels.iter().copied());
-            if enough(&evidence) {
-                (evidence, Weighting::EvidenceLabels)
-            } else {
-                let classes = tiles.first().map_or(0, |t| t.label_volume.len());
-                let foreground = weights_for(&mut (1..classes));
-                if enough(&foreground) {
-                    (foreground, Weighting::Foreground)
-                } else {
-                    (vec![1.0; tiles.len()], Weighting::Uniform)
-                }
-            }
-        }
+        ClassificationPolicy::LesionVoxels => weighted(true),
+        ClassificationPolicy::LesionWeighted => weighted(false),
     };
     let total: f64 = weights.iter().sum();
     let n = probs.first().map_or(0, Vec::len);
@@ -124,7 +163,54 @@ mod tests {
     use super::*;
 
     fn tile(logits: [f64; 3], volume: [f64; 3]) -> TileEvidence {
-        TileEvidence { class_logits: logits.to_vec(), label_volume: volume.to_vec() }
+        // Hard counts that follow the soft volume where it is clear-cut.
+        let label_voxels = volume.iter().map(|&v| v.floor() as u64).collect();
+        TileEvidence { class_logits: logits.to_vec(), label_volume: volume.to_vec(), label_voxels }
+    }
+
+    fn hard(logits: [f64; 3], volume: [f64; 3], voxels: [u64; 3]) -> TileEvidence {
+        TileEvidence { class_logits: logits.to_vec(), label_volume: volume.to_vec(), label_voxels: voxels.to_vec() }
+    }
+
+    #[test]
+    fn a_hundred_weak_background_tiles_do_not_outvote_the_lesion_tile() {
+        // The demo's situation: every background tile spreads ~8 voxels' worth of soft lesion
+        // probability but labels no lesion voxel, and leans to class 2; one tile holds the lesion.
+        let mut tiles: Vec<TileEvidence> =
+            (0..100).map(|_| hard([0.0, 0.0, 2.0], [6000.0, 130.0, 8.0], [6140, 0, 0])).collect();
+        tiles.push(hard([4.0, 0.0, 0.0], [5000.0, 900.0, 200.0], [4950, 950, 198]));
+        let (soft, _) = fold_probabilities(&tiles, &[2], ClassificationPolicy::LesionWeighted);
+        assert!(soft[2] > soft[0], "the soft policy dilutes: {soft:?}");
+        let (p, w) = fold_probabilities(&tiles, &[2], ClassificationPolicy::LesionVoxels);
+        assert_eq!(w, Weighting::EvidenceLabels);
+        assert!((p[0] - softmax(&[4.0, 0.0, 0.0])[0]).abs() < 1e-12, "{p:?}");
+        assert_eq!(ClassificationPolicy::default(), ClassificationPolicy::LesionVoxels);
+    }
+
+    #[test]
+    fn without_lesion_voxels_the_organ_tiles_answer_then_all_tiles() {
+        let tiles = [
+            hard([5.0, 0.0, 0.0], [900.0, 99.0, 1.0], [900, 100, 0]),
+            hard([0.0, 5.0, 0.0], [999.0, 0.6, 0.4], [1000, 0, 0]),
+        ];
+        let (p, w) = fold_probabilities(&tiles, &[2], ClassificationPolicy::LesionVoxels);
+        assert_eq!(w, Weighting::Foreground);
+        assert!((p[0] - softmax(&[5.0, 0.0, 0.0])[0]).abs() < 1e-12, "{p:?}");
+        let none = [
+            hard([5.0, 0.0, 0.0], [999.0, 0.6, 0.4], [1000, 0, 0]),
+            hard([0.0, 5.0, 0.0], [999.0, 0.6, 0.4], [1000, 0, 0]),
+        ];
+        let (p, w) = fold_probabilities(&none, &[2], ClassificationPolicy::LesionVoxels);
+        assert_eq!(w, Weighting::Uniform);
+        assert!((p[0] - p[1]).abs() < 1e-12);
+    }
+
+    #[test]
+    fn policy_names_round_trip() {
+        for policy in ClassificationPolicy::ALL {
+            assert_eq!(policy.to_string().parse::<ClassificationPolicy>().unwrap(), policy);
+        }
+        assert!("lesion_weighted".parse::<ClassificationPolicy>().is_err());
     }
 
     #[test]

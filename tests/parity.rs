@@ -48,6 +48,8 @@ impl Case {
         PredictOptions {
             step_size: self.meta["step_size"].as_f64().unwrap(),
             mirroring: self.meta["use_mirroring"].as_bool().unwrap(),
+            // The fixtures' reference classification was computed for this policy.
+            classification_policy: ClassificationPolicy::LesionWeighted,
             ..PredictOptions::default()
         }
     }

@@ -239,13 +239,16 @@ pub const NNRT_STAGE_NETWORK: u32 = 1;
 /// Export stage.
 pub const NNRT_STAGE_EXPORT: u32 = 2;
 
-/// Tiles weighted by the predicted volume of the evidence (lesion) labels (default).
+/// Tiles weighted by the soft (probability-summed) volume of the evidence (lesion) labels.
 pub const NNRT_CLASSIFICATION_LESION_WEIGHTED: u32 = 0;
 /// Unweighted mean over tiles.
 pub const NNRT_CLASSIFICATION_MEAN: u32 = 1;
+/// Tiles weighted by the number of voxels they label as the evidence (lesion) labels; without
+/// any, by their foreground voxels, then uniformly (default).
+pub const NNRT_CLASSIFICATION_LESION_VOXELS: u32 = 2;
 
 /// Creates prediction options with nnU-Net's defaults: step 0.5, mirroring on, no probabilities,
-/// lesion-weighted classification, no progress callback.
+/// lesion-voxels classification, no progress callback.
 ///
 /// Ownership: `*out` is owned by the caller; free with `nnrt_predict_options_free`.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
@@ -340,7 +343,8 @@ pub extern "C" fn nnrt_predict_options_set_probabilities(
     })
 }
 
-/// Classification policy: `NNRT_CLASSIFICATION_LESION_WEIGHTED` or `NNRT_CLASSIFICATION_MEAN`.
+/// Classification policy: `NNRT_CLASSIFICATION_LESION_VOXELS` (default),
+/// `NNRT_CLASSIFICATION_LESION_WEIGHTED` or `NNRT_CLASSIFICATION_MEAN`.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_predict_options_set_classification_policy(
@@ -351,6 +355,7 @@ pub extern "C" fn nnrt_predict_options_set_classification_policy(
         o.inner.classification_policy = match policy {
             NNRT_CLASSIFICATION_LESION_WEIGHTED => ClassificationPolicy::LesionWeighted,
             NNRT_CLASSIFICATION_MEAN => ClassificationPolicy::Mean,
+            NNRT_CLASSIFICATION_LESION_VOXELS => ClassificationPolicy::LesionVoxels,
             other => return Err(invalid(format!("classification policy {other} is unknown"))),
         };
         Ok(())

@@ -81,6 +81,8 @@ pub struct TileEvidence {
     /// Sum over the tile's voxels of the softmax probability of each segmentation label
     /// (from the tile's mirror-averaged logits, before Gaussian weighting).
     pub label_volume: Vec<f64>,
+    /// Number of the tile's voxels whose label (first maximum of the same logits) is each label.
+    pub label_voxels: Vec<u64>,
 }
 
 /// Settings of one sliding-window run.
@@ -277,9 +279,13 @@ fn patch_rows(patch: [usize; 3]) -> impl Iterator<Item = (usize, usize)> {
 fn tile_evidence(averaged: &[f32], cls: &[f32], classes: usize, passes: usize) -> TileEvidence {
     let voxels = averaged.len() / classes;
     let mut label_volume = vec![0.0f64; classes];
+    let mut label_voxels = vec![0u64; classes];
     let mut probs = vec![0.0f64; classes];
     for v in 0..voxels {
         let max = (0..classes).map(|c| averaged[c * voxels + v] as f64).fold(f64::NEG_INFINITY, f64::max);
+        // The first maximum, as the exported segmentation's argmax breaks ties.
+        let label = (0..classes).find(|&c| averaged[c * voxels + v] as f64 == max).unwrap_or(0);
+        label_voxels[label] += 1;
         let mut sum = 0.0;
         for (c, p) in probs.iter_mut().enumerate() {
             *p = (averaged[c * voxels + v] as f64 - max).exp();
@@ -292,7 +298,7 @@ fn tile_evidence(averaged: &[f32], cls: &[f32], classes: usize, passes: usize) -
     let head = cls.len() / passes.max(1);
     let class_logits =
         (0..head).map(|k| (0..passes).map(|p| cls[p * head + k] as f64).sum::<f64>() / passes as f64).collect();
-    TileEvidence { class_logits, label_volume }
+    TileEvidence { class_logits, label_volume, label_voxels }
 }
 
 /// Running fold average, in nnU-Net's order: `total = first; total += next` (rounded to the

@@ -326,6 +326,8 @@ static void invalid_options(const char *model_dir) {
   EXPECT_STATUS(nnrt_predict_options_set_step_size(predict_options, 1.0), NNRT_OK);
   EXPECT_STATUS(nnrt_predict_options_set_classification_policy(predict_options, 9), NNRT_INVALID_ARGUMENT);
   EXPECT_STATUS(nnrt_predict_options_set_classification_policy(predict_options, NNRT_CLASSIFICATION_MEAN), NNRT_OK);
+  EXPECT_STATUS(nnrt_predict_options_set_classification_policy(predict_options, NNRT_CLASSIFICATION_LESION_VOXELS), NNRT_OK);
+  EXPECT_STATUS(nnrt_predict_options_set_classification_policy(predict_options, NNRT_CLASSIFICATION_LESION_WEIGHTED), NNRT_OK);
   EXPECT_STATUS(nnrt_predict_options_set_precision(predict_options, 7), NNRT_INVALID_ARGUMENT);
   EXPECT_STATUS(nnrt_predict_options_set_precision(predict_options, NNRT_PRECISION_SINGLE), NNRT_OK);
   EXPECT_STATUS(nnrt_predict_options_set_memory_limit(predict_options, 0), NNRT_OK);

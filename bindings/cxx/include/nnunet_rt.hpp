@@ -188,7 +188,7 @@ struct PredictOptions {
   double step_size = 0.5;
   bool tta = true;
   bool probabilities = false;
-  std::uint32_t classification_policy = NNRT_CLASSIFICATION_LESION_WEIGHTED;
+  std::uint32_t classification_policy = NNRT_CLASSIFICATION_LESION_VOXELS;
   /// NNRT_PRECISION_HALF (nnU-Net's float16 accumulation) or NNRT_PRECISION_SINGLE.
   std::uint32_t precision = NNRT_PRECISION_HALF;
   /// Refuse (NNRT_OUT_OF_MEMORY) a prediction whose estimated peak memory exceeds this; 0: none.

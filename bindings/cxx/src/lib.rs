@@ -63,7 +63,7 @@ mod ffi {
         tta: bool,
         /// Also return per-label probabilities.
         probabilities: bool,
-        /// "lesion-weighted" or "mean".
+        /// "lesion-voxels" (default), "lesion-weighted" or "mean".
         classification_policy: String,
         /// Refuse, before any work, a prediction whose estimated peak memory exceeds this many
         /// bytes; 0: no limit.
@@ -125,7 +125,7 @@ mod ffi {
 
         /// Every fold, device "auto", network "f32", the provider's thread count, libraries searched.
         fn default_load_options() -> LoadOptions;
-        /// nnU-Net's defaults: step 0.5, mirroring on, no probabilities, lesion-weighted.
+        /// nnU-Net's defaults: step 0.5, mirroring on, no probabilities, lesion-voxels.
         fn default_predict_options() -> PredictOptions;
         /// Identity direction and zero origin with the given spacing (x, y, z).
         fn geometry_with_spacing(spacing: [f64; 3]) -> Geometry;
@@ -312,7 +312,7 @@ fn default_predict_options() -> PredictOptions {
         step_size: d.step_size,
         tta: d.mirroring,
         probabilities: d.probabilities,
-        classification_policy: policy_name(d.classification_policy).to_string(),
+        classification_policy: d.classification_policy.to_string(),
         memory_limit: d.memory_limit.unwrap_or(0),
         precision: precision_name(d.precision).to_string(),
         roi_focus: d.roi_focus,
@@ -328,13 +328,6 @@ fn version() -> String {
     // SAFETY: nnrt_version returns a static NUL-terminated string.
     let text = unsafe { std::ffi::CStr::from_ptr(nnunet_rt::ffi::nnrt_version()) };
     format!("{} cxx/1.0.205", text.to_string_lossy())
-}
-
-fn policy_name(policy: ClassificationPolicy) -> &'static str {
-    match policy {
-        ClassificationPolicy::LesionWeighted => "lesion-weighted",
-        ClassificationPolicy::Mean => "mean",
-    }
 }
 
 fn precision_name(precision: Precision) -> &'static str {
@@ -368,14 +361,8 @@ impl LoadOptions {
 impl PredictOptions {
     fn to_rust(&self) -> Result<nnunet_rt::PredictOptions, Failure> {
         let classification_policy = match self.classification_policy.as_str() {
-            "" | "lesion-weighted" => ClassificationPolicy::LesionWeighted,
-            "mean" => ClassificationPolicy::Mean,
-            other => {
-                return Err(Failure::new(
-                    ErrorKind::InvalidArgument,
-                    format!("classification policy {other:?} is not lesion-weighted or mean"),
-                ))
-            }
+            "" => ClassificationPolicy::default(),
+            name => name.parse()?,
         };
         let precision = match self.precision.as_str() {
             "" | "half" => Precision::Half,

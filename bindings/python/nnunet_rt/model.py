@@ -26,9 +26,11 @@ STAGES = {
     _lib.NNRT_STAGE_EXPORT: "export",
 }
 
+# The library's names; "lesion_weighted" is kept as the spelling earlier versions took.
 CLASSIFICATION_POLICIES = {
-    "lesion_weighted": _lib.NNRT_CLASSIFICATION_LESION_WEIGHTED,
+    "lesion-voxels": _lib.NNRT_CLASSIFICATION_LESION_VOXELS,
     "lesion-weighted": _lib.NNRT_CLASSIFICATION_LESION_WEIGHTED,
+    "lesion_weighted": _lib.NNRT_CLASSIFICATION_LESION_WEIGHTED,
     "mean": _lib.NNRT_CLASSIFICATION_MEAN,
 }
 
@@ -434,7 +436,7 @@ class Model:
         step_size: float = 0.5,
         tta: bool = True,
         probabilities: bool = False,
-        classification_policy: str = "lesion_weighted",
+        classification_policy: str = "lesion-voxels",
         roi_focus: bool = False,
         progress: Optional[ProgressCallback] = None,
     ) -> Prediction:
@@ -449,7 +451,8 @@ class Model:
 
         ``step_size`` is the sliding-window step as a fraction of the patch; ``tta`` enables
         mirroring; ``probabilities`` also returns per-label softmax probabilities;
-        ``classification_policy`` is ``"lesion_weighted"`` or ``"mean"``; ``roi_focus`` (opt-in,
+        ``classification_policy`` is ``"lesion-voxels"`` (tiles weighted by the lesion voxels
+        they label), ``"lesion-weighted"`` (by soft lesion volume) or ``"mean"``; ``roi_focus`` (opt-in,
         not nnU-Net's algorithm) runs a cheap first pass and the full pass only near its
         foreground.
 
@@ -476,7 +479,7 @@ class Model:
             policy = CLASSIFICATION_POLICIES[classification_policy]
         except (KeyError, TypeError):
             raise _invalid(
-                f"classification_policy {classification_policy!r} is not one of 'lesion_weighted', 'mean'"
+                f"classification_policy {classification_policy!r} is not one of 'lesion-voxels', 'lesion-weighted', 'mean'"
             ) from None
         if progress is not None and not callable(progress):
             raise _invalid("progress must be callable or None")

@@ -88,9 +88,10 @@ pub struct PredictArgs {
     /// Also write per-class softmax probabilities (CASE_probabilities.npy, float32, classes x z x y x)
     #[arg(long = "save-probabilities")]
     save_probabilities: bool,
-    /// Case-level classification policy for models with a classification head
-    #[arg(long = "classification-policy", default_value = "lesion-weighted", value_parser = ["lesion-weighted", "mean"])]
-    classification_policy: String,
+    /// Case-level classification policy for models with a classification head: lesion-voxels
+    /// (tiles weighted by the lesion voxels they label), lesion-weighted (by soft lesion volume) or mean
+    #[arg(long = "classification-policy", default_value = "lesion-voxels", value_parser = parse_name::<ClassificationPolicy>)]
+    classification_policy: ClassificationPolicy,
     /// Logit accumulation around the network: `half` reproduces nnU-Net exactly, `single` is more
     /// accurate (not the network's arithmetic: see --network-precision)
     #[arg(long, default_value = "half", value_parser = ["half", "single"])]
@@ -134,11 +135,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         step_size: args.step_size,
         mirroring: !args.disable_tta,
         probabilities: args.save_probabilities,
-        classification_policy: if args.classification_policy == "mean" {
-            ClassificationPolicy::Mean
-        } else {
-            ClassificationPolicy::LesionWeighted
-        },
+        classification_policy: args.classification_policy,
         precision: if args.precision == "single" { Precision::Single } else { Precision::Half },
         memory_limit: args.memory_limit,
         roi_focus: args.roi_focus,

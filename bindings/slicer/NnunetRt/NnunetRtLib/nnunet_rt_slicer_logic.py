@@ -165,7 +165,7 @@ def segment_volume(
     *,
     step_size: float = 0.5,
     tta: bool = True,
-    classification_policy: str = "lesion_weighted",
+    classification_policy: str = "lesion-voxels",
     progress: Optional[Callable[[str, float], Optional[bool]]] = None,
 ) -> SegmentationOutput:
     """Segments a Slicer volume array (k, j, i), or a list of them (one per model channel, same
