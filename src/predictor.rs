@@ -503,8 +503,6 @@ impl Model {
         let resampled: u64 = new_shape.iter().map(|&n| n as u64).product();
         let padded: u64 = (0..3).map(|i| new_shape[i].max(plan.patch_size[i]) as u64).product();
         let patch: u64 = plan.patch_size.iter().map(|&n| n as u64).product();
-        let passes =
-            if options.mirroring { 1 + mirror::flip_sets(&self.folder.mirroring_axes).len() as u64 } else { 1 };
         let logit_bytes = match options.precision {
             Precision::Half => 2,
             Precision::Single => 4,
@@ -520,13 +518,13 @@ impl Model {
         let resample_work = input * 8 + spline * 8 + in_plane * 8 + resampled * 8 + channels * resampled * 4;
         let preprocess = channels * input * 4 + if resampling { resample_work } else { 0 };
         // Sliding window: the preprocessed array (and its padded copy), running total plus one
-        // fold's logits, weights, tile buffers (input batch, network output, flip and average
-        // scratch).
+        // fold's logits, weights, tile buffers (the tile and its network input, one pass's
+        // output, flip and average scratch: passes run one at a time).
         let window = channels * resampled * 4
             + if padding { channels * padded * 4 } else { 0 }
             + 2 * classes * padded * logit_bytes
             + padded * logit_bytes
-            + passes * patch * 4 * (channels + 2 * classes);
+            + patch * 4 * (2 * channels + 3 * classes);
         // Export: logits on the network grid and, when resampling, resampled plus one channel in
         // float64 three times; labels; probabilities (cropped and pasted) when requested.
         let probabilities = if options.probabilities { 2 * classes * input * 4 } else { 0 };

@@ -276,7 +276,7 @@ def main():
     names = [t for t in rows if t != BASELINE] + [BASELINE]
     print(f"case {a.case} ({spec['model']}), {a.runs} runs each, alternating, {a.threads} threads, "
           f"TTA {'on' if a.tta else 'off'}; medians (min-max); x = nnU-Net / this")
-    print(f"{'':<16}" + "".join(f"{n:>26}" for n in names))
+    print(f"{'':<16}" + "".join(f"{n:>29}" for n in names))
 
     def row(label, pick, unit, fmt="{:.3f}"):
         cells = []
@@ -288,7 +288,7 @@ def main():
                 cells.append(f"{fmt.format(v['median'])} ({fmt.format(v['min'])}-{fmt.format(v['max'])}){ratio}")
             else:
                 cells.append(str(v))
-        print(f"{label:<16}" + "".join(f"{c:>26}" for c in cells) + f"  {unit}")
+        print(f"{label:<16}" + "".join(f"{c:>29}" for c in cells) + f"  {unit}")
 
     row("end to end", lambda t: t["end_to_end_s"], "s")
     row("all but network", lambda t: t["all_but_network_s"], "s")
