@@ -252,6 +252,12 @@ fn dist_folder_works_from_cmake_after_moving() {
         bare(prefix.join("bin/nnunet-rt")).args(["info", "-m"]).arg(&model_dir).output().unwrap(),
         "nnunet-rt info",
     );
-    assert!(info.contains(&format!("runtime      {}", prefix.join("bin").display())), "{info}");
+    assert!(info.contains(&format!("({}/libonnxruntime.so)", prefix.join("bin").display())), "{info}");
+    // ... and the OpenVINO plugin packed beside it, which the default device takes.
+    assert!(info.contains("network      f32 on openvino"), "{info}");
+    assert!(
+        info.contains(&format!("({}/../lib/libonnxruntime_providers_openvino_plugin.so)", prefix.join("bin").display())),
+        "{info}"
+    );
     std::fs::remove_dir_all(&scratch).unwrap();
 }
