@@ -256,7 +256,10 @@ fn dist_folder_works_from_cmake_after_moving() {
     // ... and the OpenVINO plugin packed beside it, which the default device takes.
     assert!(info.contains("network      f32 on openvino"), "{info}");
     assert!(
-        info.contains(&format!("({}/../lib/libonnxruntime_providers_openvino_plugin.so)", prefix.join("bin").display())),
+        info.contains(&format!(
+            "({}/../lib/libonnxruntime_providers_openvino_plugin.so)",
+            prefix.join("bin").display()
+        )),
         "{info}"
     );
     std::fs::remove_dir_all(&scratch).unwrap();

@@ -197,6 +197,8 @@ fn openvino_f32_gives_the_cpu_providers_labels_and_nnunets() {
             dices.iter().map(|d| format!("{d:.5}")).collect::<Vec<_>>()
         );
         assert_eq!(differing(&o.labels, &c.labels), 0, "{}: OpenVINO f32 and the CPU provider disagree", o.name);
+        // README: both give nnU-Net's labels on every fixture, voxel for voxel.
+        assert_eq!(differing(&o.labels, &o.reference), 0, "{}: OpenVINO f32 differs from nnU-Net", o.name);
         for (l, d) in dices.iter().enumerate() {
             assert!(*d >= 0.999, "{}: label {} Dice {d} < 0.999 against nnU-Net", o.name, l + 1);
         }

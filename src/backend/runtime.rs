@@ -311,13 +311,10 @@ impl Runtime {
                 {
                     return Err(error)
                 }
-                Err(_) if precision == NetworkPrecision::Bf16 => {
+                Err(error) if precision == NetworkPrecision::Bf16 => {
                     return Err(Error::new(
                         ErrorKind::RuntimeUnavailable,
-                        format!(
-                            "bf16 network precision needs OpenVINO, which is not available: {}",
-                            self.openvino(None).unwrap_err().message()
-                        ),
+                        format!("bf16 network precision needs OpenVINO, which is not available: {}", error.message()),
                     ))
                 }
                 Err(error) => Resolved {
