@@ -26,11 +26,15 @@ fn success(out: Output, what: &str) -> String {
     text
 }
 
-/// A command with no ONNX Runtime location in its environment, and without the library path
-/// `cargo test` sets (it would load target/*/libnnunet_rt.so instead of the dist's).
+/// A command with no ONNX Runtime or OpenVINO location in its environment, and without the
+/// library path `cargo test` sets (it would load target/*/libnnunet_rt.so instead of the dist's).
 fn bare(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut command = Command::new(program);
-    command.env_remove("NNUNET_RT_ORT_LIB").env_remove("ORT_DYLIB_PATH").env_remove("LD_LIBRARY_PATH");
+    command
+        .env_remove("NNUNET_RT_ORT_LIB")
+        .env_remove("ORT_DYLIB_PATH")
+        .env_remove("NNUNET_RT_OPENVINO_LIB")
+        .env_remove("LD_LIBRARY_PATH");
     command
 }
 
