@@ -130,17 +130,6 @@ struct CaseResult {
     classes: u32,
 }
 
-fn dice(a: &[u32], b: &[u32], label: u32) -> f64 {
-    let (x, y, both) = a.iter().zip(b).fold((0usize, 0usize, 0usize), |(x, y, both), (&p, &q)| {
-        (x + (p == label) as usize, y + (q == label) as usize, both + (p == label && q == label) as usize)
-    });
-    if x + y == 0 {
-        1.0
-    } else {
-        2.0 * both as f64 / (x + y) as f64
-    }
-}
-
 /// Every fixture case predicted end to end on `device` at `precision`, with nnU-Net's labels.
 fn predict_fixtures(device: Device, precision: NetworkPrecision) -> Vec<CaseResult> {
     let root = common::fixtures().join("cases");
@@ -187,7 +176,7 @@ fn openvino_f32_gives_the_cpu_providers_labels_and_nnunets() {
     let cpu = predict_fixtures(Device::Cpu, NetworkPrecision::F32);
     let openvino = predict_fixtures(Device::OpenVino, NetworkPrecision::F32);
     for (c, o) in cpu.iter().zip(&openvino) {
-        let dices: Vec<f64> = (1..o.classes).map(|l| dice(&o.labels, &o.reference, l)).collect();
+        let dices: Vec<f64> = (1..o.classes).map(|l| common::dice(&o.labels, &o.reference, l)).collect();
         eprintln!(
             "{}: OpenVINO f32 vs ONNX Runtime CPU {} voxels differ, vs nnU-Net {} of {}; Dice vs nnU-Net {:?}",
             o.name,
@@ -220,7 +209,7 @@ fn openvino_bf16_stays_within_dice_0_99_of_nnunet() {
         return;
     }
     for case in predict_fixtures(Device::OpenVino, NetworkPrecision::Bf16) {
-        let dices: Vec<f64> = (1..case.classes).map(|l| dice(&case.labels, &case.reference, l)).collect();
+        let dices: Vec<f64> = (1..case.classes).map(|l| common::dice(&case.labels, &case.reference, l)).collect();
         eprintln!(
             "{}: OpenVINO bf16 vs nnU-Net {} of {} voxels differ; Dice {:?}",
             case.name,

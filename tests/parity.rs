@@ -109,20 +109,6 @@ fn max_abs_diff(a: impl Iterator<Item = f32>, b: impl Iterator<Item = f32>) -> f
     a.zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
-fn dice(a: &[u32], b: &[u32], label: u32) -> f64 {
-    let (mut both, mut na, mut nb) = (0u64, 0u64, 0u64);
-    for (&x, &y) in a.iter().zip(b) {
-        na += (x == label) as u64;
-        nb += (y == label) as u64;
-        both += (x == label && y == label) as u64;
-    }
-    if na + nb == 0 {
-        1.0
-    } else {
-        2.0 * both as f64 / (na + nb) as f64
-    }
-}
-
 #[test]
 fn preprocessing_matches_nnunet() {
     for case in cases() {
@@ -229,7 +215,8 @@ fn logits_segmentation_and_probabilities_match_nnunet() {
         let prediction = model.predict(&view, &options, &mut |_, _| true).unwrap();
         let labels: Vec<u32> = (0..prediction.labels.len()).map(|i| prediction.labels.get(i)).collect();
         let differing = labels.iter().zip(&reference_seg).filter(|(a, b)| a != b).count();
-        let dices: Vec<f64> = (1..plan.num_classes() as u32).map(|l| dice(&labels, &reference_seg, l)).collect();
+        let dices: Vec<f64> =
+            (1..plan.num_classes() as u32).map(|l| common::dice(&labels, &reference_seg, l)).collect();
         report.push(format!(
             "{}: logits max |diff| {logit_diff:.2e} ({over} > 1e-3); {differing} of {} voxels differ end to end; Dice {:?}",
             case.name,

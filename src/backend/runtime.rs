@@ -176,20 +176,15 @@ impl Runtime {
             candidates.push((PathBuf::from(value), ENV_OPENVINO_LIB, true));
         } else {
             let name = openvino_library_name();
-            let mut dirs = search_dirs();
+            let mut dirs = installed_dirs();
             if let Some(dir) = self.path.parent() {
-                dirs.insert(dirs.len() - 1, (dir.to_path_buf(), "next to ONNX Runtime"));
+                dirs.push((dir.to_path_buf(), "next to ONNX Runtime"));
             }
-            dirs.pop(); // the fetched ONNX Runtime folder: the plugin has its own
             dirs.push((PathBuf::from(FETCHED_OPENVINO_DIR), "fetched by cargo xtask ort"));
             candidates.extend(dirs.into_iter().map(|(dir, origin)| (dir.join(&name), origin, false)));
         }
         let mut tried = Vec::new();
         for (path, origin, explicit) in candidates {
-            if !explicit && !path.is_file() {
-                tried.push(format!("{} ({origin}): no such file", path.display()));
-                continue;
-            }
             match self.register_openvino(&path) {
                 Ok(plugin) => {
                     let plugin: &'static OpenVinoPlugin = Box::leak(Box::new(plugin));
@@ -372,9 +367,9 @@ fn openvino_library_name() -> String {
     format!("{}onnxruntime_providers_openvino_plugin{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
 }
 
-/// Folders searched for a library after the explicit choices, with where each came from; the
-/// last is the fetched ONNX Runtime folder.
-fn search_dirs() -> Vec<(PathBuf, &'static str)> {
+/// Folders of an installation searched for a library after the explicit choices, with where
+/// each came from (each library's fetched copy comes after them).
+fn installed_dirs() -> Vec<(PathBuf, &'static str)> {
     let mut dirs: Vec<(PathBuf, &'static str)> = Vec::new();
     if let Some(dir) = own_library_path().and_then(|p| p.parent().map(Path::to_path_buf)) {
         dirs.push((dir, "next to the nnunet-rt library"));
@@ -384,7 +379,6 @@ fn search_dirs() -> Vec<(PathBuf, &'static str)> {
         dirs.push((dir.join("../lib"), "the lib folder beside the executable's"));
         dirs.push((dir, "next to the executable"));
     }
-    dirs.push((PathBuf::from(FETCHED_DIR), "fetched by cargo xtask ort"));
     dirs
 }
 
@@ -396,7 +390,9 @@ fn candidates() -> Vec<(PathBuf, &'static str)> {
             out.push((PathBuf::from(value), var));
         }
     }
-    for (dir, origin) in search_dirs() {
+    let mut dirs = installed_dirs();
+    dirs.push((PathBuf::from(FETCHED_DIR), "fetched by cargo xtask ort"));
+    for (dir, origin) in dirs {
         let found = library_in(&dir);
         if found.is_empty() {
             out.push((dir.join(library_name()), origin));

@@ -47,3 +47,18 @@ pub fn openvino_available() -> bool {
         }
     }
 }
+
+/// Dice of `label` between two label maps (1 when neither has it).
+pub fn dice(a: &[u32], b: &[u32], label: u32) -> f64 {
+    let (mut both, mut na, mut nb) = (0u64, 0u64, 0u64);
+    for (&x, &y) in a.iter().zip(b) {
+        na += (x == label) as u64;
+        nb += (y == label) as u64;
+        both += (x == label && y == label) as u64;
+    }
+    if na + nb == 0 {
+        1.0
+    } else {
+        2.0 * both as f64 / (na + nb) as f64
+    }
+}

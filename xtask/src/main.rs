@@ -87,15 +87,7 @@ fn fetch_ort(gpu: bool) -> Result<PathBuf, String> {
     if target.is_file() {
         return Ok(target);
     }
-    let wheels = root.join(".ort/wheels");
-    std::fs::create_dir_all(&wheels).map_err(|e| format!("cannot create {}: {e}", wheels.display()))?;
-    eprintln!("xtask: fetching {package}=={ORT_VERSION} from PyPI with pip");
-    run(Command::new(python())
-        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest"])
-        .arg(&wheels)
-        .arg(format!("{package}=={ORT_VERSION}")))?;
-    let prefix = format!("{}-{ORT_VERSION}-", package.replace('-', "_"));
-    let wheel = find_wheel(&wheels, &prefix)?;
+    let wheel = download_wheel(&root, package, ORT_VERSION)?;
     std::fs::create_dir_all(&lib_dir).map_err(|e| format!("cannot create {}: {e}", lib_dir.display()))?;
     // A wheel is a zip file; Python's zipfile extracts the runtime and provider libraries.
     let script = r#"
@@ -131,16 +123,8 @@ fn fetch_openvino() -> Result<PathBuf, String> {
     if OPENVINO_CPU_FILES.iter().all(|name| dir.join(name).is_file()) {
         return Ok(plugin);
     }
-    let wheels = root.join(".ort/wheels");
-    std::fs::create_dir_all(&wheels).map_err(|e| format!("cannot create {}: {e}", wheels.display()))?;
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    eprintln!("xtask: fetching onnxruntime-ep-openvino=={OPENVINO_PLUGIN_VERSION} from PyPI with pip");
-    run(Command::new(python())
-        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest"])
-        .arg(&wheels)
-        .arg(format!("onnxruntime-ep-openvino=={OPENVINO_PLUGIN_VERSION}")))?;
-    let prefix = format!("onnxruntime_ep_openvino-{OPENVINO_PLUGIN_VERSION}-");
-    let wheel = find_wheel(&wheels, &prefix)?;
+    let wheel = download_wheel(&root, "onnxruntime-ep-openvino", OPENVINO_PLUGIN_VERSION)?;
     let script = r#"
 import sys, zipfile, os, shutil
 wheel, dest, names = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -153,11 +137,21 @@ with zipfile.ZipFile(wheel) as z:
     Ok(plugin)
 }
 
-fn find_wheel(wheels: &Path, prefix: &str) -> Result<PathBuf, String> {
-    std::fs::read_dir(wheels)
+/// Downloads `package==version` (a binary wheel, no dependencies) with pip into `.ort/wheels`
+/// and returns the wheel's path.
+fn download_wheel(root: &Path, package: &str, version: &str) -> Result<PathBuf, String> {
+    let wheels = root.join(".ort/wheels");
+    std::fs::create_dir_all(&wheels).map_err(|e| format!("cannot create {}: {e}", wheels.display()))?;
+    eprintln!("xtask: fetching {package}=={version} from PyPI with pip");
+    run(Command::new(python())
+        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest"])
+        .arg(&wheels)
+        .arg(format!("{package}=={version}")))?;
+    let prefix = format!("{}-{version}-", package.replace('-', "_"));
+    std::fs::read_dir(&wheels)
         .map_err(|e| e.to_string())?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix) && n.ends_with(".whl")))
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".whl")))
         .ok_or_else(|| format!("pip downloaded no {prefix}*.whl into {}", wheels.display()))
 }
 
