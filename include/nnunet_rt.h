@@ -448,13 +448,15 @@ nnrt_status nnrt_model_runtime_info(const struct nnrt_model *model, const char *
 nnrt_status nnrt_model_fold_name(const struct nnrt_model *model, size_t index, const char **out);
 
 /**
- * The model's target spacing in mm along x, y, z (the caller's axes): writes 3 doubles.
+ * The model's target spacing in mm along x, y, z (the caller's axes): writes 3 doubles. A `2d`
+ * configuration keeps each input's own spacing along its slice axis: 0 is written there.
  * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
  */
 nnrt_status nnrt_model_spacing(const struct nnrt_model *model, double *out_xyz);
 
 /**
- * The network's patch size in voxels along x, y, z (the caller's axes): writes 3 sizes.
+ * The network's patch size in voxels along x, y, z (the caller's axes): writes 3 sizes; 1 along
+ * the slice axis of a `2d` configuration.
  * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
  */
 nnrt_status nnrt_model_patch_size(const struct nnrt_model *model, size_t *out_xyz);

@@ -74,7 +74,7 @@ pub fn resample_logits<T: LogitScalar>(logits: &Array4<T>, pre: &Preprocessed, p
             channel.as_slice().expect("standard layout"),
             shape,
             target,
-            plan.spacing,
+            plan.target_spacing(pre.original_spacing),
             pre.original_spacing,
             &plan.resample_probabilities,
         ));

@@ -271,13 +271,22 @@ impl Model {
             openvino_cache_dir: options.openvino_cache_dir.clone(),
         };
         let plan = &folder.plan;
-        let tile_shape = [plan.channel_names.len(), plan.patch_size[0], plan.patch_size[1], plan.patch_size[2]];
+        // A 2-D network takes its tiles without the slice axis.
+        let tile_shape: Vec<usize> =
+            std::iter::once(plan.channel_names.len()).chain(plan.network_patch().iter().copied()).collect();
         let networks = folder
             .folds
             .iter()
             .map(|fold| {
-                OrtNetwork::load(runtime, &fold.onnx_path, &fold.metadata, tile_shape, plan.num_classes(), &settings)
-                    .map(|n| Box::new(n) as Box<dyn TileNetwork + Send>)
+                OrtNetwork::load(
+                    runtime,
+                    &fold.onnx_path,
+                    &fold.metadata,
+                    tile_shape.clone(),
+                    plan.num_classes(),
+                    &settings,
+                )
+                .map(|n| Box::new(n) as Box<dyn TileNetwork + Send>)
             })
             .collect::<Result<Vec<_>>>()?;
         let mut model = Model::with_networks(folder, networks);
@@ -415,7 +424,7 @@ impl Model {
     ) -> Result<FoldRun<T>> {
         let plan = self.plan();
         let shape = [pre.data.shape()[1], pre.data.shape()[2], pre.data.shape()[3]];
-        let grid = TileGrid::new(shape, plan.patch_size, options.step_size)?;
+        let grid = TileGrid::for_network(shape, plan.patch_size, options.step_size, plan.network_dims)?;
         let flips = if options.mirroring { mirror::flip_sets(&self.folder.mirroring_axes) } else { Vec::new() };
         let settings = WindowSettings {
             grid: &grid,
@@ -442,7 +451,7 @@ impl Model {
         let mut network_passes = 0;
         let stages = if options.roi_focus { folds + 1 } else { folds };
         if options.roi_focus {
-            let coarse_grid = TileGrid::new(shape, plan.patch_size, roi::COARSE_STEP)?;
+            let coarse_grid = TileGrid::for_network(shape, plan.patch_size, roi::COARSE_STEP, plan.network_dims)?;
             let coarse_settings = WindowSettings { grid: &coarse_grid, flips: &[], ..settings.clone() };
             let first = window::predict_fold::<T>(
                 &window::padded(&pre.data, &coarse_grid),
@@ -499,7 +508,7 @@ impl Model {
         let tf = plan.transpose_forward;
         let shape: [usize; 3] = std::array::from_fn(|i| input_shape[tf[i]]);
         let spacing: [f64; 3] = std::array::from_fn(|i| input_spacing[tf[i]]);
-        let new_shape = crate::preprocess::resample::compute_new_shape(shape, spacing, plan.spacing);
+        let new_shape = crate::preprocess::resample::compute_new_shape(shape, spacing, plan.target_spacing(spacing));
         let resampled: u64 = new_shape.iter().map(|&n| n as u64).product();
         let padded: u64 = (0..3).map(|i| new_shape[i].max(plan.patch_size[i]) as u64).product();
         let patch: u64 = plan.patch_size.iter().map(|&n| n as u64).product();

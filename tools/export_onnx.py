@@ -203,8 +203,8 @@ def export_fold(model_dir: str, fold: str, args, plans: dict, dataset_json: dict
     checkpoint = torch.load(ckpt_path, map_location=torch.device("cpu"), weights_only=False)
     net, configuration, cm, n_in, n_out, how = build_network(plans, dataset_json, checkpoint, args.network_module)
     patch = [int(p) for p in cm.patch_size]
-    if len(patch) != 3:
-        raise SystemExit(f"configuration {configuration} has patch size {patch}; only 3D configurations are supported")
+    if len(patch) not in (2, 3):
+        raise SystemExit(f"configuration {configuration} has patch size {patch}; only 2D and 3D networks exist")
     print(f"fold {fold}: {how}, configuration {configuration}, {n_in} input channel(s), {n_out} outputs, "
           f"patch {patch}")
 

@@ -122,6 +122,30 @@ MODELS = {
         iteration_scale=2.0,                # segmentation + classification: train longer
         seed=22,
     ),
+    # the 2d configuration of resenc_ct's plans (same dataset, seed and plans), trained on its own
+    "resenc_ct_2d": dict(
+        dataset_name="Dataset901_SyntheticPancreasCT",
+        channel_names={"0": "CT"},
+        modality="ct",
+        trainer="nnUNetTrainer",
+        configuration="2d",
+        mirror_axes=(0, 1),                 # 2D axes (y, x), as nnU-Net's trainer sets for 2d
+        folds=["0"],
+        spacing=[2.0, 0.75, 0.75],
+        transpose_forward=[0, 1, 2],
+        patch=[16, 32, 48],                 # of the 3d configurations in the shared plans
+        patch_2d=[64, 64],
+        features=[8, 16, 32],
+        kernels=[[1, 3, 3], [3, 3, 3], [3, 3, 3]],
+        strides=[[1, 1, 1], [1, 2, 2], [2, 2, 2]],
+        norm=["CTNormalization"],
+        mask=[False],
+        inherits=True,
+        with_2d=True,
+        multitask=False,
+        iteration_scale=1.5,
+        seed=11,
+    ),
     "two_channel": dict(
         dataset_name="Dataset903_SyntheticTwoChannel",
         channel_names={"0": "T1", "1": "noNorm"},
@@ -293,7 +317,7 @@ def make_plans(name: str, spec: dict, fg_props: dict, median_spacing, median_sha
         c2d.update({
             "data_identifier": f"{plans_name}_2d",
             "batch_size": 12,
-            "patch_size": [64, 64],
+            "patch_size": list(spec.get("patch_2d", [64, 64])),
             "median_image_size_in_voxels": [float(v) for v in median_shape_target[1:]],
             "spacing": list(spec["spacing"][1:]),
             "architecture": arch_entry(spec2d, dim=2),
@@ -373,7 +397,7 @@ def build_torch_network(spec: dict, plans: dict, dataset_json: dict):
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    cm = PlansManager(plans).get_configuration("3d_fullres")
+    cm = PlansManager(plans).get_configuration(spec.get("configuration", "3d_fullres"))
     n_in = len(dataset_json["channel_names"])
     if spec["multitask"]:
         sys.path.insert(0, str(TOOLS / "trainers"))
@@ -425,10 +449,33 @@ class PatchSampler:
                 torch.tensor(cs, dtype=torch.long))
 
 
+def configuration(spec: dict) -> str:
+    return spec.get("configuration", "3d_fullres")
+
+
+def is_2d(spec: dict) -> bool:
+    return configuration(spec) == "2d"
+
+
+def sample_patch(spec: dict):
+    """Patch drawn from the (z, y, x) volumes: one slice for a 2d network."""
+    return [1, *spec["patch_2d"]] if is_2d(spec) else spec["patch"]
+
+
+def sample_mirror_axes(spec: dict):
+    """The network's mirroring axes as axes of the sampled (z, y, x) patch."""
+    return tuple(a + 1 for a in spec["mirror_axes"]) if is_2d(spec) else spec["mirror_axes"]
+
+
+def network_batch(spec: dict, x, y):
+    """Sampled (B, C, z, y, x) patches as the network takes them: slices squeezed for 2d."""
+    return (x[:, :, 0], y[:, 0]) if is_2d(spec) else (x, y)
+
+
 def dice_loss(logits, target, n_classes):
     probs = torch.softmax(logits, 1)
-    onehot = torch.nn.functional.one_hot(target, n_classes).permute(0, 4, 1, 2, 3).float()
-    dims = (0, 2, 3, 4)  # batch Dice, as nnU-Net's batch_dice
+    onehot = torch.nn.functional.one_hot(target, n_classes).movedim(-1, 1).float()
+    dims = (0, *range(2, logits.ndim))  # batch Dice, as nnU-Net's batch_dice
     inter = (probs * onehot).sum(dims)
     denom = probs.sum(dims) + onehot.sum(dims)
     dice = (2 * inter + 1e-5) / (denom + 1e-5)
@@ -438,7 +485,7 @@ def dice_loss(logits, target, n_classes):
 def train_fold(net, volumes, spec, fold_seed: int, iterations: int, batch: int = 3, log=print):
     torch.manual_seed(fold_seed)
     rng = np.random.default_rng(fold_seed)
-    sampler = PatchSampler(volumes, spec["patch"], spec["mirror_axes"], rng,
+    sampler = PatchSampler(volumes, sample_patch(spec), sample_mirror_axes(spec), rng,
                            lesion_prob=0.5 if spec["multitask"] else 0.25)
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-5)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=iterations, pct_start=0.1)
@@ -447,6 +494,7 @@ def train_fold(net, volumes, spec, fold_seed: int, iterations: int, batch: int =
     t0 = time.time()
     for it in range(iterations):
         x, y, c = sampler.sample(batch)
+        x, y = network_batch(spec, x, y)
         out = net(x)
         seg, cls = (out if isinstance(out, tuple) else (out, None))
         loss = torch.nn.functional.cross_entropy(seg, y) + dice_loss(seg, y, len(LABELS))
@@ -474,7 +522,7 @@ def write_checkpoint(path: Path, net, plans, dataset_json, fold: str, spec, loss
                     "lrs": lrs[::50]},
         "_best_ema": None,
         "current_epoch": iterations // 50,
-        "init_args": {"plans": plans, "configuration": "3d_fullres", "fold": fold if fold == "all" else int(fold),
+        "init_args": {"plans": plans, "configuration": configuration(spec), "fold": fold if fold == "all" else int(fold),
                       "dataset_json": dataset_json, "device": torch.device("cpu")},
         "trainer_name": spec["trainer"],
         "inference_allowed_mirroring_axes": tuple(spec["mirror_axes"]),
@@ -523,7 +571,7 @@ def make_model(name: str, iterations: int, n_train: int, only_folds=None, log=pr
     dataset_json = make_dataset_json(spec, n_train)
     plans = make_plans(name, spec, fg_props, median_spacing, median_shape, np.round(target_shape))
     pm = PlansManager(plans)
-    cm = pm.get_configuration("3d_fullres")
+    cm = pm.get_configuration(configuration(spec))
     pre = DefaultPreprocessor(verbose=False)
     volumes = []
     for data, labels, sp, subtype in raw:
@@ -554,7 +602,8 @@ def make_model(name: str, iterations: int, n_train: int, only_folds=None, log=pr
             net = build_torch_network(spec, plans, dataset_json)
             log(f"  fold {fold}: {sum(p.numel() for p in net.parameters())} parameters, {len(train_vols)} volumes, "
                 f"seed {fold_seed}")
-            losses, lrs = train_fold(net, train_vols, spec, fold_seed, n_iter, log=log)
+            losses, lrs = train_fold(net, train_vols, spec, fold_seed, n_iter, batch=12 if is_2d(spec) else 3,
+                                     log=log)
             dice = _report_validation(net, check_vols, spec, log)
             if dice[0] >= 0.8 and dice[1] >= 0.6:
                 break
@@ -571,8 +620,9 @@ def make_model(name: str, iterations: int, n_train: int, only_folds=None, log=pr
 def _report_validation(net, vols, spec, log):
     """Patch-level Dice on held-out volumes (a sanity check, not a benchmark)."""
     rng = np.random.default_rng(0)
-    sampler = PatchSampler(vols, spec["patch"], (), rng, fg_prob=1.0, lesion_prob=0.5)
+    sampler = PatchSampler(vols, sample_patch(spec), (), rng, fg_prob=1.0, lesion_prob=0.5)
     x, y, c = sampler.sample(16)
+    x, y = network_batch(spec, x, y)
     with torch.no_grad():
         out = net(x)
     seg, cls = out if isinstance(out, tuple) else (out, None)
@@ -675,6 +725,17 @@ CASES = [
          exercises="two input channels (_0000 ZScore with use_mask_for_norm, _0001 NoNormalization); zero "
                    "background: crop + masked normalisation; transpose_forward [2,0,1] (coarse x axis first); "
                    "restricted mirroring (0, 1) = 4 TTA passes; fold 'all'"),
+    dict(id="aniso_2d", model="resenc_ct_2d", folds=["0"], step=0.5, mirror=True, dtype="int16",
+         spacing=(0.8, 0.8, 3.0), shape=(10, 40, 44), origin=(-20.0, -19.2, 100.0), direction=IDENTITY,
+         seed=101, lesion=True, probabilities=True, same_input_as="aniso_int16", ensemble_with="aniso_int16",
+         exercises="2d configuration on aniso_int16's image: every slice through the 2D network, in-plane "
+                   "padding to the 64x64 patch, 2D Gaussian, mirroring (0, 1) = 4 passes; slice spacing kept; "
+                   "ensemble of this 2d and aniso_int16's 3d_fullres probabilities (nnUNetv2_ensemble)"),
+    dict(id="wide_2d", model="resenc_ct_2d", folds=["0"], step=0.5, mirror=True, dtype="int16",
+         spacing=(0.6, 0.6, 2.5), shape=(6, 90, 100), origin=(3.0, -4.0, 10.0), direction=IDENTITY,
+         seed=110, lesion=True,
+         exercises="2d configuration, slices larger than the patch in-plane (72x80 -> 2x2 tiles per slice); "
+                   "in-plane downsampling only"),
     dict(id="same_spacing", model="resenc_ct", folds=["0"], step=0.75, mirror=False, dtype="int16",
          spacing=(0.75, 0.75, 2.0), shape=(14, 36, 52), origin=(-21.0, -15.0, 8.0), direction=IDENTITY,
          seed=109, lesion=True,
@@ -684,6 +745,10 @@ CASES = [
 
 
 def case_scene(case: dict):
+    if "same_input_as" in case:
+        # another configuration on the very same image (2d vs 3d, ensembles)
+        base = next(c for c in CASES if c["id"] == case["same_input_as"])
+        case = dict(base, model=case["model"])
     rng = np.random.default_rng(case["seed"])
     spec = MODELS[case["model"]]
     sp_zyx = tuple(reversed(case["spacing"]))
@@ -807,10 +872,16 @@ def make_case(case: dict, log=print, check_sequential: bool = False):
     ct = {int(k): int(v) for k, v in zip(*np.unique(seg, return_counts=True))}
     tf = pm.transpose_forward
     sp_t = [props["spacing"][i] for i in tf]
-    sep_in, ax_in = determine_do_sep_z_and_axis(None, sp_t, cm.spacing)
-    sep_out, ax_out = determine_do_sep_z_and_axis(None, cm.spacing, sp_t)
-    padded = [max(s, p) for s, p in zip(pdata.shape[1:], cm.patch_size)]
+    # a 2d configuration keeps the slice spacing and tiles each slice (nnU-Net's preprocessor and predictor)
+    target_sp = list(cm.spacing) if len(cm.spacing) == 3 else [sp_t[0], *cm.spacing]
+    sep_in, ax_in = determine_do_sep_z_and_axis(None, sp_t, target_sp)
+    sep_out, ax_out = determine_do_sep_z_and_axis(None, target_sp, sp_t)
+    spatial = list(pdata.shape[1:])[-len(cm.patch_size):]
+    padded = [max(s, p) for s, p in zip(spatial, cm.patch_size)]
     steps = compute_steps_for_sliding_window(padded, cm.patch_size, case["step"])
+    if len(cm.patch_size) == 2:
+        padded = [pdata.shape[1], *padded]
+        steps = [list(range(pdata.shape[1])), *steps]
     n_tiles = int(np.prod([len(s) for s in steps]))
 
     info = {
@@ -852,10 +923,34 @@ def make_case(case: dict, log=print, check_sequential: bool = False):
     }
     if case.get("classification"):
         info["classification"] = classification_reference(case, model_dir, pdata, logits, log)
+    if case.get("ensemble_with"):
+        info["ensemble"] = ensemble_reference(case, cdir, pm, dsj, log)
     (cdir / "reference" / "case.json").write_text(json.dumps(info, indent=2) + "\n")
     log(f"   input {case['shape']} {case['dtype']} spacing {case['spacing']}; preprocessed {pdata.shape}; "
         f"{n_tiles} tiles; labels {ct}; near-ties {frac_tie:.2e}; {t_pred:.1f} s")
     return info
+
+
+def ensemble_reference(case: dict, cdir: Path, pm, dsj: dict, log):
+    """nnUNetv2_ensemble on this case's probabilities and those of the case it names (same input image,
+    another configuration): nnU-Net's own average_probabilities and convert_probabilities_to_segmentation."""
+    from nnunetv2.ensembling.ensemble import average_probabilities
+
+    other = FIXTURES / "cases" / case["ensemble_with"]
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for i, d in enumerate((other, cdir)):
+            f = os.path.join(tmp, f"member{i}.npz")
+            np.savez_compressed(f, probabilities=np.load(d / "reference" / "probabilities.npy"))
+            files.append(f)
+        probs = average_probabilities(files)
+    seg = pm.get_label_manager(dsj).convert_probabilities_to_segmentation(probs)
+    seg = np.asarray(seg).astype(np.uint8)
+    np.save(cdir / "reference" / "ensemble_seg.npy", seg)
+    ct = {int(k): int(v) for k, v in zip(*np.unique(seg, return_counts=True))}
+    log(f"   ensemble with {case['ensemble_with']}: labels {ct}")
+    return {"members": [case["ensemble_with"], case["id"]], "label_voxels": ct,
+            "file": "ensemble_seg.npy (z, y, x), from nnunetv2.ensembling.ensemble.average_probabilities"}
 
 
 # --------------------------------------------------------------------------------------------

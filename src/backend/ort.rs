@@ -40,7 +40,7 @@ pub struct OrtNetwork {
     input_name: String,
     seg_name: String,
     cls_name: Option<String>,
-    tile_shape: [usize; 4],
+    tile_shape: Vec<usize>,
     classes: usize,
     head_classes: usize,
     bound: Option<BoundTensors>,
@@ -59,13 +59,13 @@ struct BoundTensors {
 impl OrtNetwork {
     /// Loads `onnx_path` described by `metadata` into a session.
     ///
-    /// `tile_shape` is one input tile `(channels, Pz, Py, Px)`; `classes` the segmentation
-    /// outputs' channel count.
+    /// `tile_shape` is one input tile as the network takes it: `(channels, Pz, Py, Px)`, or
+    /// `(channels, Py, Px)` for a 2-D network; `classes` the segmentation outputs' channel count.
     pub fn load(
         runtime: &Runtime,
         onnx_path: &Path,
         metadata: &ExportMetadata,
-        tile_shape: [usize; 4],
+        tile_shape: Vec<usize>,
         classes: usize,
         settings: &SessionSettings,
     ) -> Result<OrtNetwork> {
@@ -142,10 +142,12 @@ impl OrtNetwork {
         if self.bound.as_ref().is_none_or(|b| b.batch != batch) {
             // Drop the old binding (and the tensors it holds) before allocating the new ones.
             self.bound = None;
-            let [c, z, y, x] = self.tile_shape;
+            let spatial = &self.tile_shape[1..];
+            let input_shape: Vec<usize> = std::iter::once(batch).chain(self.tile_shape.iter().copied()).collect();
+            let output_shape: Vec<usize> = [batch, self.classes].into_iter().chain(spatial.iter().copied()).collect();
             let allocator = Allocator::default();
-            let input = Tensor::<f32>::new(&allocator, [batch, c, z, y, x])?;
-            let mut segmentation = Tensor::<f32>::new(&allocator, [batch, self.classes, z, y, x])?;
+            let input = Tensor::<f32>::new(&allocator, input_shape)?;
+            let mut segmentation = Tensor::<f32>::new(&allocator, output_shape)?;
             let mut binding = self.session.create_binding()?;
             binding.bind_output(self.seg_name.as_str(), segmentation.view_mut())?;
             let classification = match &self.cls_name {

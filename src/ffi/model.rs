@@ -274,7 +274,8 @@ pub extern "C" fn nnrt_model_fold_name(model: *const nnrt_model, index: usize, o
     )
 }
 
-/// The model's target spacing in mm along x, y, z (the caller's axes): writes 3 doubles.
+/// The model's target spacing in mm along x, y, z (the caller's axes): writes 3 doubles. A `2d`
+/// configuration keeps each input's own spacing along its slice axis: 0 is written there.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_model_spacing(model: *const nnrt_model, out_xyz: *mut f64) -> nnrt_status {
@@ -291,7 +292,8 @@ pub extern "C" fn nnrt_model_spacing(model: *const nnrt_model, out_xyz: *mut f64
     )
 }
 
-/// The network's patch size in voxels along x, y, z (the caller's axes): writes 3 sizes.
+/// The network's patch size in voxels along x, y, z (the caller's axes): writes 3 sizes; 1 along
+/// the slice axis of a `2d` configuration.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_model_patch_size(model: *const nnrt_model, out_xyz: *mut usize) -> nnrt_status {

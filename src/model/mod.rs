@@ -99,7 +99,8 @@ pub struct ModelFolder {
     pub plan: Plan,
     /// Folds in use, in the order their logits are summed.
     pub folds: Vec<Fold>,
-    /// Mirroring axes from the first fold (nnU-Net reads them from the first checkpoint only).
+    /// Mirroring axes from the first fold (nnU-Net reads them from the first checkpoint only), as
+    /// axes of the transposed 3-D array: a 2-D network's axes (0, 1) are the array's (1, 2).
     pub mirroring_axes: Vec<usize>,
     /// The classification head, when the network has one (from the first fold).
     pub classification: Option<ClassificationSpec>,
@@ -151,13 +152,17 @@ impl ModelFolder {
         for fold in &folds {
             check_metadata(&fold.metadata, &plan, &fold.name, first)?;
         }
-        let mirroring_axes = first.inference_allowed_mirroring_axes.clone().unwrap_or_default();
-        if let Some(bad) = mirroring_axes.iter().find(|&&a| a > 2) {
+        let network_axes = first.inference_allowed_mirroring_axes.clone().unwrap_or_default();
+        if let Some(bad) = network_axes.iter().find(|&&a| a >= plan.network_dims) {
             return Err(Error::invalid_model(format!(
-                "fold_{}/{EXPORT_METADATA_FILE} inference_allowed_mirroring_axes contains axis {bad}; axes are 0, 1, 2",
-                folds[0].name
+                "fold_{}/{EXPORT_METADATA_FILE} inference_allowed_mirroring_axes contains axis {bad}; a {}-D network has axes 0..{}",
+                folds[0].name,
+                plan.network_dims,
+                plan.network_dims - 1
             )));
         }
+        let slice_axes = 3 - plan.network_dims;
+        let mirroring_axes = network_axes.iter().map(|a| a + slice_axes).collect();
         Ok(ModelFolder {
             dir: dir.to_path_buf(),
             classification: first.classification.clone(),
@@ -202,9 +207,11 @@ fn check_metadata(meta: &ExportMetadata, plan: &Plan, fold: &str, first: &Export
         .output(ROLE_SEGMENTATION)
         .ok_or_else(|| Error::invalid_model(format!("{file}: no output with role \"{ROLE_SEGMENTATION}\"")))?;
     let dim = |shape: &[Value], i: usize| shape.get(i).and_then(Value::as_u64).map(|d| d as usize);
-    let expected_in = [plan.channel_names.len(), plan.patch_size[0], plan.patch_size[1], plan.patch_size[2]];
-    let found_in: Vec<Option<usize>> = (1..5).map(|i| dim(&meta.input.shape, i)).collect();
-    if found_in.iter().zip(expected_in).any(|(f, e)| *f != Some(e)) {
+    // (batch, channels, spatial...): a 2-D network's input has no slice axis.
+    let expected_in: Vec<usize> =
+        std::iter::once(plan.channel_names.len()).chain(plan.network_patch().iter().copied()).collect();
+    let found_in: Vec<Option<usize>> = (1..meta.input.shape.len()).map(|i| dim(&meta.input.shape, i)).collect();
+    if found_in.len() != expected_in.len() || found_in.iter().zip(&expected_in).any(|(f, e)| *f != Some(*e)) {
         return Err(Error::invalid_model(format!(
             "{file}: input shape {:?} does not match the plans (channels {}, patch {:?})",
             meta.input.shape,

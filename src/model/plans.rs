@@ -68,9 +68,13 @@ pub struct Plan {
     pub transpose_forward: [usize; 3],
     /// `transpose_backward`, the inverse permutation.
     pub transpose_backward: [usize; 3],
-    /// Network patch size (transposed order).
+    /// 3 for a 3-D network; 2 for a `2d` configuration, whose network sees one slice (axis 0 of
+    /// the transposed array) at a time.
+    pub network_dims: usize,
+    /// Network patch size (transposed order); `[1, Py, Px]` for a 2-D network.
     pub patch_size: [usize; 3],
-    /// Target spacing in mm (transposed order).
+    /// Target spacing in mm (transposed order). A 2-D configuration keeps each case's own slice
+    /// spacing on axis 0, which is 0 here: use [`Plan::target_spacing`].
     pub spacing: [f64; 3],
     /// One normalisation per channel.
     pub normalization: Vec<Normalization>,
@@ -86,6 +90,22 @@ impl Plan {
     /// Number of network output channels (classes including background).
     pub fn num_classes(&self) -> usize {
         self.labels.len()
+    }
+
+    /// The patch as the network sees it: `[Pz, Py, Px]`, or `[Py, Px]` for a 2-D network.
+    pub fn network_patch(&self) -> &[usize] {
+        &self.patch_size[3 - self.network_dims..]
+    }
+
+    /// The spacing a case at `case_spacing` (transposed order) is resampled to: the plan's, except
+    /// that a 2-D configuration keeps the case's slice spacing (nnU-Net's preprocessor and export
+    /// both prepend it).
+    pub fn target_spacing(&self, case_spacing: [f64; 3]) -> [f64; 3] {
+        if self.network_dims == 2 {
+            [case_spacing[0], self.spacing[1], self.spacing[2]]
+        } else {
+            self.spacing
+        }
     }
 
     /// Whether any channel needs the hole-filled nonzero mask (ZScore with `use_mask_for_norm`).
@@ -111,16 +131,23 @@ impl Plan {
             )));
         }
         let patch = usize_list(config.get("patch_size"), &at("patch_size"))?;
-        if patch.len() != 3 {
-            return Err(Error::unsupported_model(format!(
-                "{} = {patch:?}: only 3-D configurations are supported",
-                at("patch_size")
+        let spacing = f64_list(config.get("spacing"), &at("spacing"))?;
+        let network_dims = patch.len();
+        if !matches!(network_dims, 2 | 3) {
+            return Err(Error::invalid_model(format!("{} = {patch:?}: a network is 2-D or 3-D", at("patch_size"))));
+        }
+        if spacing.len() != network_dims || spacing.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(Error::invalid_model(format!(
+                "{} = {spacing:?} is not {network_dims} positive numbers (one per axis of patch_size {patch:?})",
+                at("spacing")
             )));
         }
-        let spacing = f64_list(config.get("spacing"), &at("spacing"))?;
-        if spacing.len() != 3 || spacing.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-            return Err(Error::invalid_model(format!("{} = {spacing:?} is not three positive numbers", at("spacing"))));
-        }
+        // A 2-D network tiles each slice of axis 0: a patch of one slice, and the slice spacing
+        // is the case's own.
+        let (patch_size, spacing) = match network_dims {
+            2 => ([1, patch[0], patch[1]], [0.0, spacing[0], spacing[1]]),
+            _ => ([patch[0], patch[1], patch[2]], [spacing[0], spacing[1], spacing[2]]),
+        };
         if let Some(reader) = plans.get("image_reader_writer").and_then(Value::as_str) {
             if !matches!(reader, "SimpleITKIO" | "NibabelIO") {
                 return Err(Error::unsupported_model(format!(
@@ -151,8 +178,9 @@ impl Plan {
             labels,
             transpose_forward,
             transpose_backward,
-            patch_size: [patch[0], patch[1], patch[2]],
-            spacing: [spacing[0], spacing[1], spacing[2]],
+            network_dims,
+            patch_size,
+            spacing,
             normalization,
             resample_data,
             resample_probabilities,
@@ -457,11 +485,25 @@ mod tests {
     }
 
     #[test]
-    fn refuses_what_is_not_implemented_naming_the_key() {
-        let err = Plan::from_json(&plans(), &dataset(), "2d").unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::UnsupportedModel);
-        assert!(err.message().contains("configurations.2d.patch_size"), "{err}");
+    fn a_2d_configuration_tiles_slices_at_the_case_slice_spacing() {
+        let plan = Plan::from_json(&plans(), &dataset(), "2d").unwrap();
+        assert_eq!(plan.network_dims, 2);
+        assert_eq!(plan.patch_size, [1, 128, 128]);
+        assert_eq!(plan.target_spacing([3.0, 0.8, 0.9]), [3.0, 0.7, 0.7]);
+        let fullres = Plan::from_json(&plans(), &dataset(), "3d_fullres").unwrap();
+        assert_eq!(fullres.target_spacing([3.0, 0.8, 0.9]), fullres.spacing);
 
+        let mut p = plans();
+        p["configurations"]["2d"]["spacing"] = json!([0.7, 0.7, 0.7]);
+        let err = Plan::from_json(&p, &dataset(), "2d").unwrap_err();
+        assert!(err.message().contains("configurations.2d.spacing"), "{err}");
+        p["configurations"]["2d"]["patch_size"] = json!([128]);
+        let err = Plan::from_json(&p, &dataset(), "2d").unwrap_err();
+        assert!(err.message().contains("configurations.2d.patch_size"), "{err}");
+    }
+
+    #[test]
+    fn refuses_what_is_not_implemented_naming_the_key() {
         let mut p = plans();
         p["configurations"]["3d_fullres"]["resampling_fn_data"] = json!("resample_torch_fornnunet");
         let err = Plan::from_json(&p, &dataset(), "3d_fullres").unwrap_err();

@@ -50,11 +50,11 @@ pub fn preprocess(volume: &VolumeView<'_>, plan: &Plan) -> Result<Preprocessed> 
     let (bbox, mask) = crop::nonzero_box(volume, tf, plan.needs_nonzero_mask());
     let mut cropped = crop::crop_transposed(volume, tf, &bbox);
     let shape_after_cropping = [cropped.shape()[1], cropped.shape()[2], cropped.shape()[3]];
-    let new_shape = resample::compute_new_shape(shape_after_cropping, original_spacing, plan.spacing);
+    let target_spacing = plan.target_spacing(original_spacing);
+    let new_shape = resample::compute_new_shape(shape_after_cropping, original_spacing, target_spacing);
     if new_shape.contains(&0) {
         return Err(Error::invalid_image(format!(
-            "the cropped image {shape_after_cropping:?} at spacing {original_spacing:?} resamples to {new_shape:?} at the model's spacing {:?}; it is too small",
-            plan.spacing
+            "the cropped image {shape_after_cropping:?} at spacing {original_spacing:?} resamples to {new_shape:?} at the model's spacing {target_spacing:?}; it is too small"
         )));
     }
 
@@ -73,7 +73,7 @@ pub fn preprocess(volume: &VolumeView<'_>, plan: &Plan) -> Result<Preprocessed> 
             shape_after_cropping,
             new_shape,
             original_spacing,
-            plan.spacing,
+            target_spacing,
             &plan.resample_data,
         ));
     }

@@ -46,6 +46,23 @@ impl TileGrid {
         Ok(TileGrid { shape, patch, padded, pad_before, starts })
     }
 
+    /// Plans tiles for a network of `network_dims` (2 or 3) dimensions. A 2-D network
+    /// (`patch = [1, Py, Px]`) sees every slice of axis 0 once, tiled in-plane as in 3-D
+    /// (nnU-Net's sliding window over a 2-D configuration).
+    pub fn for_network(
+        shape: [usize; 3],
+        patch: [usize; 3],
+        step_fraction: f64,
+        network_dims: usize,
+    ) -> Result<TileGrid> {
+        let mut grid = TileGrid::new(shape, patch, step_fraction)?;
+        if network_dims == 2 {
+            debug_assert_eq!(patch[0], 1);
+            grid.starts[0] = (0..shape[0]).collect();
+        }
+        Ok(grid)
+    }
+
     /// Number of tiles.
     pub fn len(&self) -> usize {
         self.starts.iter().map(Vec::len).product()
@@ -99,6 +116,16 @@ mod tests {
                 assert!(starts.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] <= 16), "{size} {step} {starts:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_2d_network_runs_every_slice_once() {
+        let grid = TileGrid::for_network([10, 72, 80], [1, 64, 64], 0.5, 2).unwrap();
+        assert_eq!(grid.starts, [(0..10).collect::<Vec<_>>(), vec![0, 8], vec![0, 16]]);
+        assert_eq!(grid.len(), 40);
+        assert_eq!(grid.pad_before, [0, 0, 0]);
+        let small = TileGrid::for_network([10, 43, 47], [1, 64, 64], 0.5, 2).unwrap();
+        assert_eq!((small.len(), small.padded, small.pad_before), (10, [10, 64, 64], [0, 10, 8]));
     }
 
     #[test]

@@ -394,7 +394,10 @@ pub fn info(args: InfoArgs) -> Result<()> {
     let axes = ["z", "y", "x"];
     let order: Vec<&str> = plan.transpose_forward.iter().map(|&a| axes[a]).collect();
     println!("model        {}", folder.dir.display());
-    println!("config       {}", plan.configuration);
+    match plan.network_dims {
+        2 => println!("config       {} (2-D network over every slice along {})", plan.configuration, order[0]),
+        _ => println!("config       {}", plan.configuration),
+    }
     println!(
         "channels     {}",
         plan.channel_names.iter().enumerate().map(|(i, n)| format!("{i}: {n}")).collect::<Vec<_>>().join(", ")
@@ -404,7 +407,13 @@ pub fn info(args: InfoArgs) -> Result<()> {
         "labels       {}",
         plan.labels.iter().map(|l| format!("{}: {}", l.value, l.name)).collect::<Vec<_>>().join(", ")
     );
-    println!("spacing      {:?} mm (axes {})", plan.spacing, order.join(", "));
+    let spacing: Vec<String> = plan
+        .spacing
+        .iter()
+        .enumerate()
+        .map(|(i, s)| if plan.network_dims == 2 && i == 0 { "input's".to_string() } else { s.to_string() })
+        .collect();
+    println!("spacing      [{}] mm (axes {})", spacing.join(", "), order.join(", "));
     println!("patch        {:?} voxels", plan.patch_size);
     println!("folds        {}", model.fold_names().join(", "));
     println!("mirroring    axes {:?}", folder.mirroring_axes);
