@@ -11,6 +11,7 @@ pub mod ffi;
 pub mod io;
 pub mod metrics;
 pub mod model;
+pub mod postprocess;
 pub mod predictor;
 pub mod preprocess;
 pub mod volume;
