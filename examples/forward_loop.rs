@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let resolved = runtime.resolve(device, precision, None)?;
     let folder = ModelFolder::open(dir.as_ref(), Some(&["0".to_string()]))?;
     let plan = &folder.plan;
-    let tile = [plan.channel_names.len(), plan.patch_size[0], plan.patch_size[1], plan.patch_size[2]];
+    let tile = plan.network_input_shape();
     let settings = SessionSettings {
         provider: resolved.provider,
         precision,
@@ -44,7 +44,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let fold = &folder.folds[0];
     let start = Instant::now();
-    let mut network = OrtNetwork::load(runtime, &fold.onnx_path, &fold.metadata, tile, plan.num_classes(), &settings)?;
+    let mut network =
+        OrtNetwork::load(runtime, &fold.onnx_path, &fold.metadata, tile.clone(), plan.num_classes(), &settings)?;
     println!(
         "{} {precision}, batch {batch}, tile {tile:?}: session {:.2} s",
         resolved.provider.ort_name(),

@@ -370,7 +370,10 @@ nnrt_status nnrt_metrics_region(const struct nnrt_metrics *metrics,
 
 /**
  * Loads the nnU-Net model folder `model_dir` (plans.json, dataset.json, fold_N/model.onnx with
- * nnunet_rt_export.json). `options` may be NULL for the defaults; it is not kept.
+ * nnunet_rt_export.json; postprocessed when it holds a postprocessing.json), or a dataset's
+ * results folder holding the inference_information.json of nnUNetv2_find_best_configuration
+ * (the configuration(s), folds and postprocessing it selected; two configurations are an
+ * ensemble). `options` may be NULL for the defaults; it is not kept.
  *
  * Ownership: `*out` is owned by the caller; free it with `nnrt_model_free`. `*out` is NULL on
  * failure.
@@ -556,6 +559,22 @@ nnrt_status nnrt_options_set_openvino_library(struct nnrt_options *options, cons
  * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (invalid UTF-8).
  */
 nnrt_status nnrt_options_set_openvino_cache_dir(struct nnrt_options *options, const char *path);
+
+/**
+ * Sets a `postprocessing.json` (nnU-Net's `determine_postprocessing` output; copied path) to
+ * apply after every prediction instead of the one the model folder provides; NULL (default)
+ * uses the folder's own: `postprocessing.json` in a model folder, or the one a results folder's
+ * `inference_information.json` selects. A file that cannot be read or names an unknown step makes
+ * `nnrt_model_load` fail.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (invalid UTF-8).
+ */
+nnrt_status nnrt_options_set_postprocessing_file(struct nnrt_options *options, const char *path);
+
+/**
+ * Nonzero: apply no postprocessing, even when the model folder provides one; 0 (default): apply it.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+ */
+nnrt_status nnrt_options_set_skip_postprocessing(struct nnrt_options *options, int32_t skip);
 
 /**
  * Creates prediction options with nnU-Net's defaults: step 0.5, mirroring on, no probabilities,

@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod classify;
+pub mod ensemble;
 pub mod error;
 pub mod export;
 pub mod ffi;
@@ -21,5 +22,5 @@ pub use backend::device::{Device, NetworkPrecision, Provider};
 pub use classify::{Classification, ClassificationPolicy};
 pub use error::{Error, ErrorKind, Result};
 pub use export::Labels;
-pub use predictor::{LoadOptions, Logits, Model, Precision, PredictOptions, Prediction, Stage, Timings};
+pub use predictor::{Configuration, LoadOptions, Logits, Model, Precision, PredictOptions, Prediction, Stage, Timings};
 pub use volume::{Geometry, Volume, VolumeView, VoxelData};

@@ -12,9 +12,11 @@ use crate::backend::ort::{OrtNetwork, SessionSettings};
 use crate::backend::runtime::{self, RuntimeInfo};
 use crate::backend::TileNetwork;
 use crate::classify::{self, Classification, ClassificationPolicy};
+use crate::ensemble::{self, Selection, INFERENCE_INFORMATION_FILE};
 use crate::error::{Error, ErrorKind, Result};
 use crate::export::{self, Labels};
 use crate::model::{ModelFolder, Plan};
+use crate::postprocess::{Postprocessing, StepReport};
 use crate::preprocess::{self, Preprocessed};
 use crate::volume::{Geometry, VolumeView};
 use crate::window::{
@@ -48,6 +50,11 @@ pub struct LoadOptions {
     /// OpenVINO only: a folder where compiled networks are cached, so later loads of the same
     /// model skip compilation.
     pub openvino_cache_dir: Option<PathBuf>,
+    /// A `postprocessing.json` to apply instead of the one the folder provides (a model folder's
+    /// own, or the one `inference_information.json` selects).
+    pub postprocessing_file: Option<PathBuf>,
+    /// Apply no postprocessing, even when the folder provides it.
+    pub skip_postprocessing: bool,
 }
 
 /// How one volume is predicted. The defaults are `nnUNetv2_predict`'s.
@@ -193,7 +200,12 @@ pub struct Prediction {
     pub passes_per_tile: usize,
     /// Tiles passed through the network over all folds, mirrored copies counted: `tiles x
     /// passes_per_tile x folds`, unless ROI focus skipped tiles (its first pass is included).
+    /// Summed over the members of an ensemble.
     pub network_passes: usize,
+    /// The configurations that answered, in order: one, or the members of an ensemble.
+    pub configurations: Vec<String>,
+    /// What each postprocessing step did, in order (empty without postprocessing).
+    pub postprocessing: Vec<StepReport>,
 }
 
 /// Logits of a case on the network's grid, before export.
@@ -237,28 +249,24 @@ struct Engine {
     buffers: TileBuffers,
 }
 
-/// A loaded model: the folder's plan and one network per fold.
-///
-/// `Model` is `Send + Sync`: share it between threads freely. Predictions on one model are
-/// serialised (ONNX Runtime sessions run one call at a time); load one model per thread to run
-/// in parallel. A prediction that panicked poisons the model: later calls fail with
-/// [`ErrorKind::Poisoned`].
-pub struct Model {
+/// One trained configuration (`3d_fullres`, `2d`...): its folder's plan and one network per fold.
+/// A [`Model`] holds one, or several for an ensemble.
+pub struct Configuration {
     folder: ModelFolder,
     gaussian: Vec<f16>,
     engine: Mutex<Engine>,
     runtime_info: Option<RuntimeInfo>,
 }
 
-impl std::fmt::Debug for Model {
+impl std::fmt::Debug for Configuration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model").field("dir", &self.folder.dir).field("folds", &self.fold_names()).finish()
+        f.debug_struct("Configuration").field("dir", &self.folder.dir).field("folds", &self.fold_names()).finish()
     }
 }
 
-impl Model {
+impl Configuration {
     /// Loads the model folder `dir` and creates one ONNX Runtime session per fold.
-    pub fn load(dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
+    pub fn load(dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Configuration> {
         let folder = ModelFolder::open(dir.as_ref(), options.folds.as_deref())?;
         let runtime = runtime::runtime(options.ort_library.as_deref())?;
         let resolved =
@@ -271,9 +279,7 @@ impl Model {
             openvino_cache_dir: options.openvino_cache_dir.clone(),
         };
         let plan = &folder.plan;
-        // A 2-D network takes its tiles without the slice axis.
-        let tile_shape: Vec<usize> =
-            std::iter::once(plan.channel_names.len()).chain(plan.network_patch().iter().copied()).collect();
+        let tile_shape = plan.network_input_shape();
         let networks = folder
             .folds
             .iter()
@@ -289,7 +295,7 @@ impl Model {
                 .map(|n| Box::new(n) as Box<dyn TileNetwork + Send>)
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut model = Model::with_networks(folder, networks);
+        let mut model = Configuration::with_networks(folder, networks);
         model.runtime_info = Some(RuntimeInfo {
             nnunet_rt_version: env!("CARGO_PKG_VERSION").to_string(),
             device_requested: options.device.to_string(),
@@ -305,11 +311,11 @@ impl Model {
         Ok(model)
     }
 
-    /// A model whose folds run through the given networks (one per fold, in order) — for tests
-    /// and for callers with their own inference engine.
-    pub fn with_networks(folder: ModelFolder, networks: Vec<Box<dyn TileNetwork + Send>>) -> Model {
+    /// A configuration whose folds run through the given networks (one per fold, in order) — for
+    /// tests and for callers with their own inference engine.
+    pub fn with_networks(folder: ModelFolder, networks: Vec<Box<dyn TileNetwork + Send>>) -> Configuration {
         let gaussian = gaussian::gaussian_map(folder.plan.patch_size);
-        Model {
+        Configuration {
             folder,
             gaussian,
             engine: Mutex::new(Engine { networks, buffers: TileBuffers::default() }),
@@ -397,6 +403,8 @@ impl Model {
             timings: Timings { preprocess: preprocess_time, network: network_time, export: export_time },
             tiles: case.tiles,
             folds: self.fold_names(),
+            configurations: vec![self.plan().configuration.clone()],
+            postprocessing: Vec::new(),
             passes_per_tile: case.passes_per_tile,
             network_passes: case.network_passes,
         })
@@ -553,5 +561,280 @@ impl Model {
         };
         let per_fold = evidence.iter().map(|tiles| classify::fold_probabilities(tiles, &labels, policy)).collect();
         Some(classify::combine_folds(spec.class_names.clone(), per_fold, policy))
+    }
+}
+
+/// The file a model folder may hold to have its predictions postprocessed.
+pub const POSTPROCESSING_FILE: &str = "postprocessing.json";
+
+/// A loaded model: one trained configuration, or an ensemble of configurations, and the
+/// postprocessing its folder provides.
+///
+/// `Model` is `Send + Sync`: share it between threads freely. Predictions on one model are
+/// serialised (ONNX Runtime sessions run one call at a time); load one model per thread to run
+/// in parallel. A prediction that panicked poisons the model: later calls fail with
+/// [`ErrorKind::Poisoned`].
+#[derive(Debug)]
+pub struct Model {
+    configurations: Vec<Configuration>,
+    postprocessing: Postprocessing,
+    postprocessing_source: Option<PathBuf>,
+    selection: Option<Selection>,
+}
+
+impl Model {
+    /// Loads `dir`: a model folder (`plans.json`, `dataset.json`, `fold_N/`), postprocessed when
+    /// it holds a `postprocessing.json`; or a dataset's results folder holding the
+    /// `inference_information.json` of `nnUNetv2_find_best_configuration`, which runs the
+    /// configuration(s), folds and postprocessing it selected (`options.folds` overrides the
+    /// folds).
+    pub fn load(dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
+        let dir = dir.as_ref();
+        if dir.join(INFERENCE_INFORMATION_FILE).is_file() && !dir.join("plans.json").is_file() {
+            let selection = Selection::read(dir)?;
+            let member_options = LoadOptions {
+                folds: Some(options.folds.clone().unwrap_or_else(|| selection.folds.clone())),
+                ..options.clone()
+            };
+            let configurations = selection
+                .members
+                .iter()
+                .map(|member| Configuration::load(&member.dir, &member_options))
+                .collect::<Result<Vec<_>>>()?;
+            let postprocessing = Some(selection.postprocessing.clone());
+            Model::assemble(configurations, options, postprocessing, Some(selection))
+        } else {
+            let own = dir.join(POSTPROCESSING_FILE);
+            Model::assemble(vec![Configuration::load(dir, options)?], options, own.is_file().then_some(own), None)
+        }
+    }
+
+    /// An ensemble of the model folders `dirs`, predicted as `nnUNetv2_ensemble` combines them;
+    /// no postprocessing unless `options.postprocessing_file` names one.
+    pub fn ensemble(dirs: &[PathBuf], options: &LoadOptions) -> Result<Model> {
+        if dirs.is_empty() {
+            return Err(Error::invalid_argument("an ensemble needs at least one model folder"));
+        }
+        let configurations = dirs.iter().map(|dir| Configuration::load(dir, options)).collect::<Result<Vec<_>>>()?;
+        Model::assemble(configurations, options, None, None)
+    }
+
+    /// A single-configuration model whose folds run through the given networks (one per fold,
+    /// in order) — for tests and for callers with their own inference engine.
+    pub fn with_networks(folder: ModelFolder, networks: Vec<Box<dyn TileNetwork + Send>>) -> Model {
+        Model {
+            configurations: vec![Configuration::with_networks(folder, networks)],
+            postprocessing: Postprocessing::none(),
+            postprocessing_source: None,
+            selection: None,
+        }
+    }
+
+    fn assemble(
+        configurations: Vec<Configuration>,
+        options: &LoadOptions,
+        folder_postprocessing: Option<PathBuf>,
+        selection: Option<Selection>,
+    ) -> Result<Model> {
+        let first = configurations[0].plan();
+        for other in &configurations[1..] {
+            let plan = other.plan();
+            if plan.labels != first.labels || plan.channel_names != first.channel_names {
+                return Err(Error::invalid_model(format!(
+                    "ensemble members disagree: {} has labels {:?} and channels {:?}, {} has labels {:?} and channels {:?}",
+                    configurations[0].folder().dir.display(),
+                    first.labels.iter().map(|l| &l.name).collect::<Vec<_>>(),
+                    first.channel_names,
+                    other.folder().dir.display(),
+                    plan.labels.iter().map(|l| &l.name).collect::<Vec<_>>(),
+                    plan.channel_names
+                )));
+            }
+        }
+        let source = if options.skip_postprocessing {
+            None
+        } else {
+            options.postprocessing_file.clone().or(folder_postprocessing)
+        };
+        let postprocessing = match &source {
+            Some(path) => Postprocessing::from_file(path)?,
+            None => Postprocessing::none(),
+        };
+        postprocessing.check_labels(first.num_classes())?;
+        Ok(Model { configurations, postprocessing, postprocessing_source: source, selection })
+    }
+
+    fn first(&self) -> &Configuration {
+        &self.configurations[0]
+    }
+
+    /// The configurations that answer, in order (more than one for an ensemble).
+    pub fn configurations(&self) -> &[Configuration] {
+        &self.configurations
+    }
+
+    /// The postprocessing applied after the argmax (possibly none) and the file it came from.
+    pub fn postprocessing(&self) -> (&Postprocessing, Option<&Path>) {
+        (&self.postprocessing, self.postprocessing_source.as_deref())
+    }
+
+    /// What `inference_information.json` selected, when the model was loaded from one.
+    pub fn selection(&self) -> Option<&Selection> {
+        self.selection.as_ref()
+    }
+
+    /// The resolved plan of the first configuration (members of an ensemble share labels and
+    /// channels).
+    pub fn plan(&self) -> &Plan {
+        self.first().plan()
+    }
+
+    /// The first configuration's model folder as read.
+    pub fn folder(&self) -> &ModelFolder {
+        self.first().folder()
+    }
+
+    /// Fold names in use (of the first configuration; an ensemble's members use the same folds
+    /// when loaded from `inference_information.json`).
+    pub fn fold_names(&self) -> Vec<String> {
+        self.first().fold_names()
+    }
+
+    /// Path of the ONNX Runtime library in use, when sessions are ONNX Runtime's.
+    pub fn runtime_path(&self) -> Option<&Path> {
+        self.first().runtime_path()
+    }
+
+    /// What the network runs on (provider, precision, library versions and paths), when
+    /// sessions are ONNX Runtime's.
+    pub fn runtime_info(&self) -> Option<&RuntimeInfo> {
+        self.first().runtime_info()
+    }
+
+    /// The first configuration's logits for a preprocessed case (see
+    /// [`Configuration::predict_logits`]).
+    pub fn predict_logits(
+        &self,
+        pre: &Preprocessed,
+        options: &PredictOptions,
+        progress: &mut dyn FnMut(f64) -> Result<()>,
+    ) -> Result<CaseLogits> {
+        self.first().predict_logits(pre, options, progress)
+    }
+
+    /// Case-level classification from the first configuration's per-fold tile evidence.
+    pub fn classify(&self, evidence: &[Vec<TileEvidence>], policy: ClassificationPolicy) -> Option<Classification> {
+        self.first().classify(evidence, policy)
+    }
+
+    /// Estimated peak memory of [`Model::predict`] in bytes: the largest member's, plus for an
+    /// ensemble every member's probabilities on the input grid and their average.
+    pub fn estimate_peak_bytes(&self, volume: &VolumeView<'_>, options: &PredictOptions) -> u64 {
+        if self.configurations.len() == 1 {
+            return self.first().estimate_peak_bytes(volume, options);
+        }
+        let member_options = PredictOptions { probabilities: true, ..options.clone() };
+        let largest = self.configurations.iter().map(|c| c.estimate_peak_bytes(volume, &member_options)).max();
+        let held = (self.configurations.len() as u64 + 1)
+            * self.plan().num_classes() as u64
+            * volume.voxels_per_channel() as u64
+            * 4;
+        largest.unwrap_or(0) + held
+    }
+
+    /// Predicts `volume`. `progress(stage, fraction)` is called at stage boundaries and after
+    /// every tile; returning `false` cancels and the call fails with [`ErrorKind::Cancelled`]. An
+    /// ensemble runs its members in turn; each reports its stages with fractions of the whole.
+    pub fn predict(
+        &self,
+        volume: &VolumeView<'_>,
+        options: &PredictOptions,
+        progress: &mut dyn FnMut(Stage, f64) -> bool,
+    ) -> Result<Prediction> {
+        options.validate()?;
+        if let Some(limit) = options.memory_limit {
+            let needed = self.estimate_peak_bytes(volume, options);
+            if needed > limit {
+                return Err(Error::new(
+                    ErrorKind::OutOfMemory,
+                    format!(
+                        "this prediction needs about {} MiB, more than the memory limit of {} MiB",
+                        needed >> 20,
+                        limit >> 20
+                    ),
+                ));
+            }
+        }
+        let member_options = PredictOptions { memory_limit: None, ..options.clone() };
+        let mut prediction = if self.configurations.len() == 1 {
+            self.first().predict(volume, &member_options, progress)?
+        } else {
+            self.predict_ensemble(volume, &member_options, progress)?
+        };
+        if !self.postprocessing.is_empty() {
+            let start = Instant::now();
+            prediction.postprocessing = self.postprocessing.apply(&mut prediction.labels, prediction.dims)?;
+            prediction.timings.export += start.elapsed();
+        }
+        Ok(prediction)
+    }
+
+    fn predict_ensemble(
+        &self,
+        volume: &VolumeView<'_>,
+        options: &PredictOptions,
+        progress: &mut dyn FnMut(Stage, f64) -> bool,
+    ) -> Result<Prediction> {
+        let members = self.configurations.len();
+        let member_options = PredictOptions { probabilities: true, ..options.clone() };
+        let mut predictions = Vec::with_capacity(members);
+        for (m, configuration) in self.configurations.iter().enumerate() {
+            let mut member_progress =
+                |stage: Stage, fraction: f64| progress(stage, (m as f64 + fraction) / members as f64);
+            predictions.push(configuration.predict(volume, &member_options, &mut member_progress)?);
+        }
+        let start = Instant::now();
+        let probabilities: Vec<Vec<f32>> =
+            predictions.iter_mut().map(|p| p.probabilities.take().expect("members predict probabilities")).collect();
+        let average = ensemble::average_probabilities(&probabilities);
+        drop(probabilities);
+        let classes = self.plan().num_classes();
+        let labels = ensemble::first_maximum(&average, classes);
+        let labels = if classes <= 256 {
+            Labels::U8(labels.into_iter().map(|l| l as u8).collect())
+        } else {
+            Labels::U16(labels)
+        };
+        let heads: Vec<&Classification> = predictions.iter().filter_map(|p| p.classification.as_ref()).collect();
+        let classification = heads.first().map(|head| {
+            let per_fold = heads
+                .iter()
+                .filter(|h| h.class_names == head.class_names)
+                .flat_map(|h| h.per_fold.iter().cloned().zip(h.weighting.iter().cloned()))
+                .collect();
+            classify::combine_folds(head.class_names.clone(), per_fold, options.classification_policy)
+        });
+        let mut timings = predictions.iter().fold(Timings::default(), |t, p| Timings {
+            preprocess: t.preprocess + p.timings.preprocess,
+            network: t.network + p.timings.network,
+            export: t.export + p.timings.export,
+        });
+        timings.export += start.elapsed();
+        let first = &predictions[0];
+        Ok(Prediction {
+            labels,
+            dims: first.dims,
+            geometry: first.geometry,
+            label_names: first.label_names.clone(),
+            probabilities: options.probabilities.then_some(average),
+            classification,
+            timings,
+            tiles: first.tiles,
+            folds: first.folds.clone(),
+            passes_per_tile: first.passes_per_tile,
+            network_passes: predictions.iter().map(|p| p.network_passes).sum(),
+            configurations: predictions.iter().flat_map(|p| p.configurations.iter().cloned()).collect(),
+            postprocessing: Vec::new(),
+        })
     }
 }

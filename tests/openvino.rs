@@ -24,7 +24,7 @@ fn one_tile(provider: Provider, precision: NetworkPrecision) -> Vec<f32> {
     let runtime = runtime::runtime(None).unwrap();
     let folder = ModelFolder::open(&model_dir("multitask_ct"), Some(&["0".to_string()])).unwrap();
     let plan = &folder.plan;
-    let tile = [plan.channel_names.len(), plan.patch_size[0], plan.patch_size[1], plan.patch_size[2]];
+    let tile = plan.network_input_shape();
     let settings =
         SessionSettings { provider, precision, intra_threads: Some(2), allow_tf32: false, openvino_cache_dir: None };
     let fold = &folder.folds[0];

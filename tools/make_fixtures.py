@@ -130,7 +130,7 @@ MODELS = {
         trainer="nnUNetTrainer",
         configuration="2d",
         mirror_axes=(0, 1),                 # 2D axes (y, x), as nnU-Net's trainer sets for 2d
-        folds=["0"],
+        folds=["0", "1"],
         spacing=[2.0, 0.75, 0.75],
         transpose_forward=[0, 1, 2],
         patch=[16, 32, 48],                 # of the 3d configurations in the shared plans
@@ -725,7 +725,7 @@ CASES = [
          exercises="two input channels (_0000 ZScore with use_mask_for_norm, _0001 NoNormalization); zero "
                    "background: crop + masked normalisation; transpose_forward [2,0,1] (coarse x axis first); "
                    "restricted mirroring (0, 1) = 4 TTA passes; fold 'all'"),
-    dict(id="aniso_2d", model="resenc_ct_2d", folds=["0"], step=0.5, mirror=True, dtype="int16",
+    dict(id="aniso_2d", model="resenc_ct_2d", folds=["0", "1"], step=0.5, mirror=True, dtype="int16",
          spacing=(0.8, 0.8, 3.0), shape=(10, 40, 44), origin=(-20.0, -19.2, 100.0), direction=IDENTITY,
          seed=101, lesion=True, probabilities=True, same_input_as="aniso_int16", ensemble_with="aniso_int16",
          exercises="2d configuration on aniso_int16's image: every slice through the 2D network, in-plane "

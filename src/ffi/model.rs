@@ -80,7 +80,10 @@ pub struct nnrt_volume {
 }
 
 /// Loads the nnU-Net model folder `model_dir` (plans.json, dataset.json, fold_N/model.onnx with
-/// nnunet_rt_export.json). `options` may be NULL for the defaults; it is not kept.
+/// nnunet_rt_export.json; postprocessed when it holds a postprocessing.json), or a dataset's
+/// results folder holding the inference_information.json of nnUNetv2_find_best_configuration
+/// (the configuration(s), folds and postprocessing it selected; two configurations are an
+/// ensemble). `options` may be NULL for the defaults; it is not kept.
 ///
 /// Ownership: `*out` is owned by the caller; free it with `nnrt_model_free`. `*out` is NULL on
 /// failure.

@@ -218,6 +218,27 @@ pub extern "C" fn nnrt_options_set_openvino_cache_dir(options: *mut nnrt_options
     set_path(options, path, |o| &mut o.openvino_cache_dir)
 }
 
+/// Sets a `postprocessing.json` (nnU-Net's `determine_postprocessing` output; copied path) to
+/// apply after every prediction instead of the one the model folder provides; NULL (default)
+/// uses the folder's own: `postprocessing.json` in a model folder, or the one a results folder's
+/// `inference_information.json` selects. A file that cannot be read or names an unknown step makes
+/// `nnrt_model_load` fail.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (invalid UTF-8).
+#[no_mangle]
+pub extern "C" fn nnrt_options_set_postprocessing_file(options: *mut nnrt_options, path: *const c_char) -> nnrt_status {
+    set_path(options, path, |o| &mut o.postprocessing_file)
+}
+
+/// Nonzero: apply no postprocessing, even when the model folder provides one; 0 (default): apply it.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn nnrt_options_set_skip_postprocessing(options: *mut nnrt_options, skip: i32) -> nnrt_status {
+    with_options(options, |o| {
+        o.skip_postprocessing = skip != 0;
+        Ok(())
+    })
+}
+
 /// Prediction options (opaque). Create with `nnrt_predict_options_new`, free with
 /// `nnrt_predict_options_free`. May be shared read-only by concurrent predictions.
 pub struct nnrt_predict_options {

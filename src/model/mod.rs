@@ -208,8 +208,7 @@ fn check_metadata(meta: &ExportMetadata, plan: &Plan, fold: &str, first: &Export
         .ok_or_else(|| Error::invalid_model(format!("{file}: no output with role \"{ROLE_SEGMENTATION}\"")))?;
     let dim = |shape: &[Value], i: usize| shape.get(i).and_then(Value::as_u64).map(|d| d as usize);
     // (batch, channels, spatial...): a 2-D network's input has no slice axis.
-    let expected_in: Vec<usize> =
-        std::iter::once(plan.channel_names.len()).chain(plan.network_patch().iter().copied()).collect();
+    let expected_in = plan.network_input_shape();
     let found_in: Vec<Option<usize>> = (1..meta.input.shape.len()).map(|i| dim(&meta.input.shape, i)).collect();
     if found_in.len() != expected_in.len() || found_in.iter().zip(&expected_in).any(|(f, e)| *f != Some(*e)) {
         return Err(Error::invalid_model(format!(

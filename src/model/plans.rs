@@ -92,9 +92,11 @@ impl Plan {
         self.labels.len()
     }
 
-    /// The patch as the network sees it: `[Pz, Py, Px]`, or `[Py, Px]` for a 2-D network.
-    pub fn network_patch(&self) -> &[usize] {
-        &self.patch_size[3 - self.network_dims..]
+    /// One input tile as the network takes it (without the batch axis): `[channels, Pz, Py, Px]`,
+    /// or `[channels, Py, Px]` for a 2-D network.
+    pub fn network_input_shape(&self) -> Vec<usize> {
+        let spatial = &self.patch_size[3 - self.network_dims..];
+        std::iter::once(self.channel_names.len()).chain(spatial.iter().copied()).collect()
     }
 
     /// The spacing a case at `case_spacing` (transposed order) is resampled to: the plan's, except

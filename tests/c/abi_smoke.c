@@ -216,6 +216,10 @@ static void null_arguments(nnrt_model *model, const nnrt_volume *volume, nnrt_re
   EXPECT_STATUS(nnrt_options_set_openvino_library(options, NULL), NNRT_OK);
   EXPECT_STATUS(nnrt_options_set_openvino_cache_dir(NULL, "/tmp"), NNRT_NULL_ARGUMENT);
   EXPECT_STATUS(nnrt_options_set_openvino_cache_dir(options, NULL), NNRT_OK);
+  EXPECT_STATUS(nnrt_options_set_postprocessing_file(NULL, "/x/postprocessing.json"), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_options_set_postprocessing_file(options, NULL), NNRT_OK);
+  EXPECT_STATUS(nnrt_options_set_skip_postprocessing(NULL, 1), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_options_set_skip_postprocessing(options, 0), NNRT_OK);
 
   EXPECT_STATUS(nnrt_model_load(NULL, options, &model_out), NNRT_NULL_ARGUMENT);
   EXPECT(model_out == NULL);
@@ -317,6 +321,21 @@ static void invalid_options(const char *model_dir) {
   model = SENTINEL;
   EXPECT_STATUS(nnrt_model_load("\xff\xfe", NULL, &model), NNRT_INVALID_ARGUMENT);
   EXPECT(model == NULL);
+  nnrt_options_free(options);
+
+  /* A postprocessing file that is not there fails the load, naming it; skipping needs no file. */
+  EXPECT_STATUS(nnrt_options_new(&options), NNRT_OK);
+  EXPECT_STATUS(nnrt_options_set_device(options, NNRT_DEVICE_CPU, 0), NNRT_OK);
+  EXPECT_STATUS(nnrt_options_set_postprocessing_file(options, "/nonexistent/postprocessing.json"), NNRT_OK);
+  model = SENTINEL;
+  EXPECT_STATUS(nnrt_model_load(model_dir, options, &model), NNRT_INVALID_MODEL);
+  EXPECT(model == NULL);
+  EXPECT(strstr(nnrt_last_error_message(), "/nonexistent/postprocessing.json") != NULL);
+  EXPECT_STATUS(nnrt_options_set_postprocessing_file(options, "\xff\xfe"), NNRT_INVALID_ARGUMENT);
+  EXPECT_STATUS(nnrt_options_set_postprocessing_file(options, NULL), NNRT_OK);
+  EXPECT_STATUS(nnrt_options_set_skip_postprocessing(options, 1), NNRT_OK);
+  EXPECT_STATUS(nnrt_model_load(model_dir, options, &model), NNRT_OK);
+  nnrt_model_free(model);
   nnrt_options_free(options);
 
   EXPECT_STATUS(nnrt_predict_options_new(&predict_options), NNRT_OK);

@@ -177,6 +177,18 @@ class LoadOptions {
     return *this;
   }
 
+  /// A postprocessing.json applied instead of the model folder's own; empty: the folder's.
+  LoadOptions &postprocessing_file(const std::string &path) {
+    detail::check(nnrt_options_set_postprocessing_file(handle_.get(), path.empty() ? nullptr : path.c_str()));
+    return *this;
+  }
+
+  /// Apply no postprocessing, even when the model folder provides one.
+  LoadOptions &skip_postprocessing(bool skip) {
+    detail::check(nnrt_options_set_skip_postprocessing(handle_.get(), skip ? 1 : 0));
+    return *this;
+  }
+
   const nnrt_options *get() const noexcept { return handle_.get(); }
 
  private:

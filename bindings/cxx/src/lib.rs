@@ -52,6 +52,10 @@ mod ffi {
         openvino_library: String,
         /// OpenVINO: folder where compiled networks are cached; empty: none.
         openvino_cache_dir: String,
+        /// A postprocessing.json applied instead of the folder's own; empty: the folder's.
+        postprocessing_file: String,
+        /// Apply no postprocessing, even when the folder provides one.
+        skip_postprocessing: bool,
     }
 
     /// How a volume is predicted. Start from `default_predict_options()` (nnU-Net's defaults).
@@ -303,6 +307,8 @@ fn default_load_options() -> LoadOptions {
         ort_library: path(d.ort_library),
         openvino_library: path(d.openvino_library),
         openvino_cache_dir: path(d.openvino_cache_dir),
+        postprocessing_file: path(d.postprocessing_file),
+        skip_postprocessing: d.skip_postprocessing,
     }
 }
 
@@ -354,6 +360,8 @@ impl LoadOptions {
             ort_library: path(&self.ort_library),
             openvino_library: path(&self.openvino_library),
             openvino_cache_dir: path(&self.openvino_cache_dir),
+            postprocessing_file: path(&self.postprocessing_file),
+            skip_postprocessing: self.skip_postprocessing,
         })
     }
 }

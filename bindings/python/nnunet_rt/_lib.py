@@ -129,6 +129,8 @@ _PROTOTYPES = {
     "nnrt_options_set_tf32": (_status, [_handle, c_int32]),
     "nnrt_options_set_openvino_library": (_status, [_handle, c_char_p]),
     "nnrt_options_set_openvino_cache_dir": (_status, [_handle, c_char_p]),
+    "nnrt_options_set_postprocessing_file": (_status, [_handle, c_char_p]),
+    "nnrt_options_set_skip_postprocessing": (_status, [_handle, c_int32]),
     "nnrt_model_runtime_info": (_status, [_handle, POINTER(c_char_p)]),
     "nnrt_predict_options_new": (_status, [_out_handle]),
     "nnrt_predict_options_free": (None, [_handle]),

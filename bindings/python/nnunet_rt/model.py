@@ -229,7 +229,10 @@ class Model:
     (None: one per core). ``tf32`` allows TF32 convolutions on CUDA. ``ort_library`` is the path of
     ``libonnxruntime.so`` (only the first model loaded in a process decides it),
     ``openvino_library`` that of the OpenVINO plugin, ``openvino_cache_dir`` a folder for
-    OpenVINO's compiled networks. ``library`` is the path of the nnunet-rt library (see
+    OpenVINO's compiled networks. ``postprocessing`` is a ``postprocessing.json`` applied instead
+    of the folder's own, or ``False`` for none (default ``None``: the folder's own, if any).
+    ``path`` may also be a dataset's results folder with the ``inference_information.json`` of
+    ``nnUNetv2_find_best_configuration``. ``library`` is the path of the nnunet-rt library (see
     :func:`nnunet_rt.load_library`).
 
     A model may be used from several threads; predictions on one model run one at a time (load
@@ -249,6 +252,7 @@ class Model:
         ort_library: Optional[PathLike] = None,
         openvino_library: Optional[PathLike] = None,
         openvino_cache_dir: Optional[PathLike] = None,
+        postprocessing: Union[None, bool, PathLike] = None,
         library: Optional[PathLike] = None,
     ):
         self._handle = None
@@ -261,6 +265,11 @@ class Model:
             self._configure(
                 options, folds, device, network_precision, threads, tf32, ort_library, openvino_library, openvino_cache_dir
             )
+            if postprocessing is False:
+                _raise_for(lib, lib.nnrt_options_set_skip_postprocessing(options, 1))
+            elif postprocessing is not None and postprocessing is not True:
+                path_bytes = os.fsencode(os.fspath(postprocessing))
+                _raise_for(lib, lib.nnrt_options_set_postprocessing_file(options, path_bytes))
             pointer = c_void_p()
             status = lib.nnrt_model_load(os.fsencode(self.path), options, byref(pointer))
             if status != _lib.NNRT_OK:

@@ -14,9 +14,12 @@ use serde_json::json;
 /// Options shared by commands that load a model.
 #[derive(clap::Args)]
 pub struct ModelArgs {
-    /// nnU-Net v2 results folder (plans.json, dataset.json, fold_N/model.onnx)
-    #[arg(short = 'm', long = "model")]
-    model: PathBuf,
+    /// nnU-Net v2 model folder (plans.json, dataset.json, fold_N/model.onnx), or a dataset's
+    /// results folder with the inference_information.json of nnUNetv2_find_best_configuration
+    /// (runs the configuration(s) and postprocessing it selected). Several folders: an ensemble,
+    /// as nnUNetv2_ensemble combines them
+    #[arg(short = 'm', long = "model", num_args = 1.., required = true)]
+    model: Vec<PathBuf>,
     /// Folds to use, e.g. `-f 0 1 2` (default: every exported fold)
     #[arg(short = 'f', long = "folds", num_args = 1..)]
     folds: Vec<String>,
@@ -45,6 +48,13 @@ pub struct ModelArgs {
     /// OpenVINO: cache compiled networks in this folder (later loads skip compilation)
     #[arg(long = "openvino-cache-dir")]
     openvino_cache_dir: Option<PathBuf>,
+    /// Apply this postprocessing.json (nnU-Net's determine_postprocessing output) instead of the
+    /// folder's own
+    #[arg(long = "postprocessing", conflicts_with = "no_postprocessing")]
+    postprocessing: Option<PathBuf>,
+    /// Apply no postprocessing, even when the folder provides one
+    #[arg(long = "no-postprocessing")]
+    no_postprocessing: bool,
 }
 
 impl ModelArgs {
@@ -58,8 +68,13 @@ impl ModelArgs {
             ort_library: self.ort_lib.clone(),
             openvino_library: self.openvino_lib.clone(),
             openvino_cache_dir: self.openvino_cache_dir.clone(),
+            postprocessing_file: self.postprocessing.clone(),
+            skip_postprocessing: self.no_postprocessing,
         };
-        Model::load(&self.model, &options)
+        match &self.model[..] {
+            [one] => Model::load(one, &options),
+            several => Model::ensemble(several, &options),
+        }
     }
 }
 
@@ -144,6 +159,9 @@ pub fn run(args: PredictArgs) -> Result<()> {
     options.validate()?;
     let cases = cases(&args.input, &args.output)?;
     let model = args.model.load()?;
+    if !args.quiet {
+        eprintln!("nnunet-rt: {}", describe_model(&model));
+    }
     let mut failures = 0;
     for case in &cases {
         if let Err(err) = predict_case(&model, case, &options, args.quiet) {
@@ -229,6 +247,12 @@ fn report(
         "output": case.output,
         "model": model.folder().dir,
         "folds": p.folds,
+        "configurations": p.configurations,
+        "postprocessing": {
+            "file": model.postprocessing().1,
+            "steps": model.postprocessing().0.to_string(),
+            "applied": p.postprocessing,
+        },
         "tiles_per_fold": p.tiles,
         "passes_per_tile": p.passes_per_tile,
         "network_passes": p.network_passes,
@@ -380,6 +404,21 @@ impl ProgressBar {
     }
 }
 
+/// What runs: the configuration(s), folds and postprocessing, in one line.
+fn describe_model(model: &Model) -> String {
+    let configurations: Vec<&str> = model.configurations().iter().map(|c| c.plan().configuration.as_str()).collect();
+    let what = match model.selection() {
+        Some(selection) => format!("inference_information.json selects {}", selection.describe()),
+        None if configurations.len() > 1 => format!("ensemble of {}", configurations.join(" + ")),
+        None => format!("{}, folds {}", configurations[0], model.fold_names().join(", ")),
+    };
+    let (postprocessing, source) = model.postprocessing();
+    match source {
+        Some(path) => format!("{what}; postprocessing: {postprocessing} ({})", path.display()),
+        None => format!("{what}; no postprocessing"),
+    }
+}
+
 /// Arguments of `info`.
 #[derive(clap::Args)]
 pub struct InfoArgs {
@@ -394,6 +433,10 @@ pub fn info(args: InfoArgs) -> Result<()> {
     let axes = ["z", "y", "x"];
     let order: Vec<&str> = plan.transpose_forward.iter().map(|&a| axes[a]).collect();
     println!("model        {}", folder.dir.display());
+    println!("runs         {}", describe_model(&model));
+    for member in &model.configurations()[1..] {
+        println!("member       {} ({})", member.folder().dir.display(), member.plan().configuration);
+    }
     match plan.network_dims {
         2 => println!("config       {} (2-D network over every slice along {})", plan.configuration, order[0]),
         _ => println!("config       {}", plan.configuration),
