@@ -290,6 +290,13 @@ fn summarise(case: &Case, p: &Prediction) {
         p.folds.len(),
         p.passes_per_tile
     );
+    if p.configurations.len() > 1 {
+        line += &format!(", ensemble of {} ({} network passes)", p.configurations.join(" + "), p.network_passes);
+    }
+    if p.postprocessing.iter().any(|step| step.removed_voxels > 0) {
+        let removed: u64 = p.postprocessing.iter().map(|step| step.removed_voxels).sum();
+        line += &format!(", postprocessing removed {removed} voxels");
+    }
     eprintln!("{line}");
 }
 
