@@ -1,10 +1,10 @@
 //! Several trained configurations answering as one, as `nnUNetv2_ensemble` combines them, and the
 //! selection `nnUNetv2_find_best_configuration` writes to `inference_information.json`.
 //!
-//! An ensemble averages the members' probabilities — already softmaxed and on the input grid —
-//! in float32, in member order (the first member's array, plus each next one, divided by the
-//! count), then takes the first maximum per voxel: `average_probabilities` followed by
-//! `convert_probabilities_to_segmentation` in nnU-Net 2.8.1.
+//! An ensemble averages the members' probabilities — softmax or region sigmoids, on the input
+//! grid — in float32, in member order (the first member's array, plus each next one, divided by
+//! the count), then labels them as a single model's ([`crate::export::labels_from_probabilities`]):
+//! `average_probabilities` followed by `convert_probabilities_to_segmentation` in nnU-Net 2.8.1.
 
 use std::path::{Path, PathBuf};
 
@@ -147,36 +147,15 @@ pub fn average_probabilities(members: &[Vec<f32>]) -> Vec<f32> {
     sum
 }
 
-/// Per voxel, the first class with the largest probability; `probabilities` is `(classes,
-/// voxels)`.
-pub fn first_maximum(probabilities: &[f32], classes: usize) -> Vec<u16> {
-    let voxels = probabilities.len() / classes;
-    let mut labels = vec![0u16; voxels];
-    let mut best = probabilities[..voxels].to_vec();
-    for c in 1..classes {
-        let row = &probabilities[c * voxels..(c + 1) * voxels];
-        for ((label, best), &p) in labels.iter_mut().zip(best.iter_mut()).zip(row) {
-            if p > *best {
-                *best = p;
-                *label = c as u16;
-            }
-        }
-    }
-    labels
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn averages_in_float32_and_keeps_the_first_maximum() {
+    fn averages_in_float32_in_member_order() {
         let a = vec![0.5, 0.2, 0.5, 0.8];
         let b = vec![0.1, 0.6, 0.5, 0.2];
-        let average = average_probabilities(&[a, b]);
-        assert_eq!(average, vec![0.3, 0.4, 0.5, 0.5]);
-        assert_eq!(first_maximum(&average, 2), vec![1, 1]);
-        assert_eq!(first_maximum(&[0.5, 0.5], 2), vec![0], "ties go to the first class");
+        assert_eq!(average_probabilities(&[a, b]), vec![0.3, 0.4, 0.5, 0.5]);
     }
 
     fn write_selection(dir: &Path, members: &[(&str, &str)], pkl: &str) {

@@ -101,7 +101,16 @@ pub fn export<T: LogitScalar>(
     let voxels: usize = crop_shape.iter().product();
     let flat = resampled.as_slice().expect("standard layout");
 
-    let (crop_labels, crop_probabilities): (Vec<u16>, Option<Vec<f32>>) = if with_probabilities {
+    let (crop_labels, crop_probabilities): (Vec<u16>, Option<Vec<f32>>) = if let Some(regions) = &plan.regions {
+        // Region-based: per-region sigmoids in float32 (nnU-Net's torch.sigmoid of the
+        // widened logits); the labels follow from them either way.
+        let mut probabilities = vec![0f32; classes * voxels];
+        for (p, v) in probabilities.iter_mut().zip(flat) {
+            *p = sigmoid(v.to_f32());
+        }
+        let labels = threshold_regions(&probabilities, regions);
+        (labels, with_probabilities.then_some(probabilities))
+    } else if with_probabilities {
         let mut probabilities = vec![0f32; classes * voxels];
         let labels = (0..voxels)
             .map(|v| {
@@ -141,7 +150,7 @@ pub fn export<T: LogitScalar>(
             }
         }
     }
-    let labels = if classes <= 256 {
+    let labels = if plan.num_classes() <= 256 {
         let mut out = vec![0u8; total];
         paste(&rows, row_len, &crop_labels, &mut out, |l| l as u8);
         Labels::U8(out)
@@ -151,15 +160,59 @@ pub fn export<T: LogitScalar>(
         Labels::U16(out)
     };
     let probabilities = crop_probabilities.map(|p| {
-        // Outside the crop box nnU-Net reports certain background.
+        // Outside the crop box nnU-Net reports certain background: channel 0 is 1 for softmax
+        // models; every region is off (0) for region-based ones.
         let mut out = vec![0f32; classes * total];
-        out[..total].fill(1.0);
+        if plan.regions.is_none() {
+            out[..total].fill(1.0);
+        }
         for (values, channel) in p.chunks(voxels).zip(out.chunks_mut(total)) {
             paste(&rows, row_len, values, channel, |v| v);
         }
         out
     });
     Exported { labels, probabilities }
+}
+
+/// The label map that probabilities `(outputs, voxels)` give (softmax probabilities or region
+/// sigmoids, e.g. an ensemble's average): the first maximum, or each region where its probability
+/// is above 0.5 in `regions_class_order`, later regions overwriting earlier ones — nnU-Net's
+/// `convert_probabilities_to_segmentation`.
+pub fn labels_from_probabilities(probabilities: &[f32], plan: &Plan) -> Labels {
+    let labels = match &plan.regions {
+        Some(regions) => threshold_regions(probabilities, regions),
+        None => {
+            let outputs = plan.num_outputs();
+            let voxels = probabilities.len() / outputs;
+            (0..voxels).map(|v| first_max((0..outputs).map(|c| probabilities[c * voxels + v]))).collect()
+        }
+    };
+    if plan.num_classes() <= 256 {
+        Labels::U8(labels.into_iter().map(|l| l as u8).collect())
+    } else {
+        Labels::U16(labels)
+    }
+}
+
+/// float32 sigmoid as torch computes it for nnU-Net: `1 / (1 + exp(-x))`. Tiny positive logits
+/// round to exactly 0.5, which is not "on".
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Region sigmoids `(regions, voxels)` to labels: a region is on where its probability is > 0.5,
+/// regions written in order so later ones overwrite earlier ones; 0 where none is on.
+fn threshold_regions(probabilities: &[f32], regions: &[crate::model::Region]) -> Vec<u16> {
+    let voxels = probabilities.len() / regions.len();
+    let mut labels = vec![0u16; voxels];
+    for (region, row) in regions.iter().zip(probabilities.chunks(voxels)) {
+        for (label, &p) in labels.iter_mut().zip(row) {
+            if p > 0.5 {
+                *label = region.value as u16;
+            }
+        }
+    }
+    labels
 }
 
 /// Per voxel, the first class with the largest logit (`logits` is `(classes, voxels)`), computed
@@ -208,6 +261,17 @@ mod tests {
         for (v, &label) in fast.iter().enumerate() {
             assert_eq!(label, first_max((0..3).map(|c| logits[c * voxels + v].to_f32())), "voxel {v}");
         }
+    }
+
+    #[test]
+    fn later_regions_overwrite_earlier_ones_and_half_is_off() {
+        let region = |value| crate::model::Region { name: String::new(), labels: vec![], value };
+        // voxels: none on, first on, both on, second only, exactly 0.5
+        let probabilities = [0.1, 0.9, 0.9, 0.2, 0.5, 0.1, 0.2, 0.7, 0.6, 0.5];
+        assert_eq!(threshold_regions(&probabilities, &[region(1), region(2)]), [0, 1, 2, 2, 0]);
+        assert_eq!(sigmoid(0.0), 0.5);
+        assert_eq!(sigmoid(2f32.powi(-24)), 0.5, "float32 rounds tiny positive logits to one half");
+        assert!(sigmoid(1e-3) > 0.5);
     }
 
     #[test]

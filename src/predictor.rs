@@ -289,7 +289,7 @@ impl Configuration {
                     &fold.onnx_path,
                     &fold.metadata,
                     tile_shape.clone(),
-                    plan.num_classes(),
+                    plan.num_outputs(),
                     &settings,
                 )
                 .map(|n| Box::new(n) as Box<dyn TileNetwork + Send>)
@@ -438,7 +438,7 @@ impl Configuration {
             grid: &grid,
             gaussian: &self.gaussian,
             flips: &flips,
-            classes: plan.num_classes(),
+            classes: plan.num_outputs(),
             collect_evidence: self.folder.classification.is_some(),
             selected: None,
         };
@@ -507,7 +507,7 @@ impl Configuration {
     pub fn estimate_peak_bytes(&self, volume: &VolumeView<'_>, options: &PredictOptions) -> u64 {
         let plan = self.plan();
         let channels = plan.channel_names.len() as u64;
-        let classes = plan.num_classes() as u64;
+        let classes = plan.num_outputs() as u64;
         let input: u64 = volume.voxels_per_channel() as u64;
         let [dx, dy, dz] = volume.dims();
         let [sx, sy, sz] = volume.geometry().spacing;
@@ -736,7 +736,7 @@ impl Model {
         let member_options = PredictOptions { probabilities: true, ..options.clone() };
         let largest = self.configurations.iter().map(|c| c.estimate_peak_bytes(volume, &member_options)).max();
         let held = (self.configurations.len() as u64 + 1)
-            * self.plan().num_classes() as u64
+            * self.plan().num_outputs() as u64
             * volume.voxels_per_channel() as u64
             * 4;
         largest.unwrap_or(0) + held
@@ -798,13 +798,7 @@ impl Model {
             predictions.iter_mut().map(|p| p.probabilities.take().expect("members predict probabilities")).collect();
         let average = ensemble::average_probabilities(&probabilities);
         drop(probabilities);
-        let classes = self.plan().num_classes();
-        let labels = ensemble::first_maximum(&average, classes);
-        let labels = if classes <= 256 {
-            Labels::U8(labels.into_iter().map(|l| l as u8).collect())
-        } else {
-            Labels::U16(labels)
-        };
+        let labels = export::labels_from_probabilities(&average, self.plan());
         let heads: Vec<&Classification> = predictions.iter().filter_map(|p| p.classification.as_ref()).collect();
         let classification = heads.first().map(|head| {
             let per_fold = heads

@@ -68,7 +68,7 @@ fn cases() -> Vec<Case> {
         })
         .collect();
     cases.sort_by(|a, b| a.name.cmp(&b.name));
-    assert!(cases.len() >= 11, "expected the eleven reference cases, found {}", cases.len());
+    assert!(cases.len() >= 12, "expected the twelve reference cases, found {}", cases.len());
     cases
 }
 

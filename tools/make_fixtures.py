@@ -146,6 +146,30 @@ MODELS = {
         iteration_scale=1.5,
         seed=11,
     ),
+    # region-based labels (sigmoid outputs): "pancreas with lesion" and "lesion", written 1 then 2
+    "regions_ct": dict(
+        dataset_name="Dataset904_SyntheticRegionsCT",
+        channel_names={"0": "CT"},
+        modality="ct",
+        trainer="nnUNetTrainer",
+        mirror_axes=(0, 1, 2),
+        folds=["0"],
+        spacing=[2.0, 0.75, 0.75],
+        transpose_forward=[0, 1, 2],
+        patch=[16, 32, 48],
+        features=[8, 16, 32],
+        kernels=[[1, 3, 3], [3, 3, 3], [3, 3, 3]],
+        strides=[[1, 1, 1], [1, 2, 2], [2, 2, 2]],
+        norm=["CTNormalization"],
+        mask=[False],
+        inherits=False,
+        with_2d=False,
+        multitask=False,
+        regions={"background": 0, "pancreas_or_lesion": [1, 2], "lesion": [2]},
+        regions_class_order=[1, 2],
+        iteration_scale=1.5,
+        seed=11,
+    ),
     "two_channel": dict(
         dataset_name="Dataset903_SyntheticTwoChannel",
         channel_names={"0": "T1", "1": "noNorm"},
@@ -169,6 +193,36 @@ MODELS = {
         seed=33,
     ),
 }
+
+# nnU-Net's cascade: one dataset, one plans.json with 3d_lowres (coarser spacing, its own patch and
+# network, "next_stage": "3d_cascade_fullres"), 3d_fullres and 3d_cascade_fullres
+# (= {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}), and one model folder per trained
+# configuration. The cascade network takes the image plus the one-hot of the previous stage's labels 1, 2.
+# Both entries must give the same plans (same seed, same plan fields); only the configuration differs.
+CASCADE_CT = dict(
+    dataset_name="Dataset905_SyntheticCascadeCT",
+    channel_names={"0": "CT"},
+    modality="ct",
+    trainer="nnUNetTrainer",
+    mirror_axes=(0, 1, 2),
+    folds=["0"],
+    spacing=[2.0, 0.75, 0.75],              # 3d_fullres (and so 3d_cascade_fullres)
+    transpose_forward=[0, 1, 2],
+    patch=[16, 32, 48],
+    features=[8, 16, 32],
+    kernels=[[1, 3, 3], [3, 3, 3], [3, 3, 3]],
+    strides=[[1, 1, 1], [1, 2, 2], [2, 2, 2]],
+    lowres=dict(spacing=[2.0, 1.5, 1.5], patch=[16, 16, 20], features=[8, 16, 32],
+                kernels=[[3, 3, 3], [3, 3, 3], [3, 3, 3]], strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2]]),
+    norm=["CTNormalization"],
+    mask=[False],
+    inherits=False,
+    with_2d=False,
+    multitask=False,
+    seed=55,
+)
+MODELS["cascade_ct_lowres"] = dict(CASCADE_CT, configuration="3d_lowres", iteration_scale=1.5)
+MODELS["cascade_ct_fullres"] = dict(CASCADE_CT, configuration="3d_cascade_fullres")
 
 # --------------------------------------------------------------------------------------------
 # synthetic scenes (all geometry in mm, scene centred at the volume centre, axes z, y, x)
@@ -336,6 +390,24 @@ def make_plans(name: str, spec: dict, fg_props: dict, median_spacing, median_sha
             "batch_size": config["batch_size"],
             "patch_size": config["patch_size"],
         }
+    elif "lowres" in spec:
+        # as ExperimentPlanner.plan_experiment writes a cascade: 3d_lowres (batch_dice false, next_stage),
+        # 3d_fullres (batch_dice true), then 3d_cascade_fullres = inherits_from + previous_stage only
+        low = spec["lowres"]
+        lowres = dict(config)
+        lowres.update({
+            "data_identifier": f"{plans_name}_3d_lowres",
+            "patch_size": list(low["patch"]),
+            "median_image_size_in_voxels": [float(round(v * f / s)) for v, f, s in
+                                            zip(median_shape_target, spec["spacing"], low["spacing"])],
+            "spacing": list(low["spacing"]),
+            "architecture": arch_entry(dict(spec, **{k: low[k] for k in ("features", "kernels", "strides")})),
+            "batch_dice": False,
+            "next_stage": "3d_cascade_fullres",
+        })
+        configurations["3d_lowres"] = lowres
+        configurations["3d_fullres"] = config
+        configurations["3d_cascade_fullres"] = {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}
     else:
         configurations["3d_fullres"] = config
     return {
@@ -354,9 +426,11 @@ def make_plans(name: str, spec: dict, fg_props: dict, median_spacing, median_sha
 
 
 def make_dataset_json(spec: dict, n_training: int) -> dict:
+    extra = {"regions_class_order": list(spec["regions_class_order"])} if "regions" in spec else {}
     return {
         "channel_names": dict(spec["channel_names"]),
-        "labels": dict(LABELS),
+        "labels": dict(spec.get("regions", LABELS)),
+        **extra,
         "numTraining": n_training,
         "file_ending": ".nii.gz",
         "name": spec["dataset_name"],
@@ -395,18 +469,21 @@ def foreground_properties(volumes) -> dict:
 
 def build_torch_network(spec: dict, plans: dict, dataset_json: dict):
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    cm = PlansManager(plans).get_configuration(spec.get("configuration", "3d_fullres"))
-    n_in = len(dataset_json["channel_names"])
+    pm = PlansManager(plans)
+    cm = pm.get_configuration(spec.get("configuration", "3d_fullres"))
+    # image channels, plus one per foreground label for a cascade's second stage
+    n_in = determine_num_input_channels(pm, cm, dataset_json)
     if spec["multitask"]:
         sys.path.insert(0, str(TOOLS / "trainers"))
         from nnUNetTrainerMultiTask import _network_module
         return _network_module().build_from_architecture(cm.network_arch_init_kwargs,
-                                                         cm.network_arch_init_kwargs_req_import, n_in, len(LABELS),
+                                                         cm.network_arch_init_kwargs_req_import, n_in, n_outputs(spec),
                                                          return_classification=True)
     return get_network_from_plans(cm.network_arch_class_name, cm.network_arch_init_kwargs,
-                                  cm.network_arch_init_kwargs_req_import, n_in, len(LABELS), allow_init=True,
+                                  cm.network_arch_init_kwargs_req_import, n_in, n_outputs(spec), allow_init=True,
                                   deep_supervision=False)
 
 
@@ -459,6 +536,8 @@ def is_2d(spec: dict) -> bool:
 
 def sample_patch(spec: dict):
     """Patch drawn from the (z, y, x) volumes: one slice for a 2d network."""
+    if configuration(spec) == "3d_lowres":
+        return spec["lowres"]["patch"]
     return [1, *spec["patch_2d"]] if is_2d(spec) else spec["patch"]
 
 
@@ -470,6 +549,32 @@ def sample_mirror_axes(spec: dict):
 def network_batch(spec: dict, x, y):
     """Sampled (B, C, z, y, x) patches as the network takes them: slices squeezed for 2d."""
     return (x[:, :, 0], y[:, 0]) if is_2d(spec) else (x, y)
+
+
+def n_outputs(spec: dict) -> int:
+    """Network outputs: one per label (softmax), or one per foreground region (sigmoid)."""
+    return len(spec["regions"]) - 1 if "regions" in spec else len(LABELS)
+
+
+def region_targets(spec: dict, labels):
+    """(B, regions, ...) float targets: voxel label in the region, regions in dataset.json order."""
+    regions = [r for name, r in spec["regions"].items() if name != "background"]
+    return torch.stack([torch.isin(labels, torch.tensor(r)) for r in regions], 1).float()
+
+
+def regions_to_labels(spec: dict, probabilities):
+    """nnU-Net's convert_probabilities_to_segmentation for regions: > 0.5, later regions overwrite."""
+    out = torch.zeros(probabilities.shape[:1] + probabilities.shape[2:], dtype=torch.long)
+    for i, value in enumerate(spec["regions_class_order"]):
+        out[probabilities[:, i] > 0.5] = value
+    return out
+
+
+def region_dice_loss(logits, target):
+    probs = torch.sigmoid(logits)
+    dims = (0, *range(2, logits.ndim))
+    dice = (2 * (probs * target).sum(dims) + 1e-5) / (probs.sum(dims) + target.sum(dims) + 1e-5)
+    return 1 - dice.mean()
 
 
 def dice_loss(logits, target, n_classes):
@@ -497,7 +602,11 @@ def train_fold(net, volumes, spec, fold_seed: int, iterations: int, batch: int =
         x, y = network_batch(spec, x, y)
         out = net(x)
         seg, cls = (out if isinstance(out, tuple) else (out, None))
-        loss = torch.nn.functional.cross_entropy(seg, y) + dice_loss(seg, y, len(LABELS))
+        if "regions" in spec:
+            target = region_targets(spec, y)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(seg, target) + region_dice_loss(seg, target)
+        else:
+            loss = torch.nn.functional.cross_entropy(seg, y) + dice_loss(seg, y, len(LABELS))
         if cls is not None and (c >= 0).any() and it >= iterations // 4:
             # the head joins once the segmentation has started to converge
             loss = loss + torch.nn.functional.cross_entropy(cls, c, ignore_index=-1)
@@ -554,6 +663,34 @@ def training_volumes(spec: dict, n: int, seed: int):
     return out
 
 
+def simulated_previous_stage(seg: np.ndarray, spec: dict, labels_fg, rng: np.random.Generator) -> np.ndarray:
+    """Stand-in for the 3d_lowres prediction a cascade's second stage is trained with (nnU-Net uses the
+    lowres model's cross-validation predictions): the preprocessed ground truth sent to the lowres grid
+    and back with nnU-Net's segmentation resampling (blocky edges, as a real lowres result), then, at
+    random, the foreground grown or shrunk by one voxel in-plane and/or the lesion dropped, so that the
+    network has to look at the image too. Returns the one-hot (len(labels_fg), z, y, x) float32, as
+    convert_labelmap_to_one_hot makes it at inference."""
+    from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape, resample_data_or_seg_to_shape
+    from nnunetv2.utilities.label_handling.label_handling import convert_labelmap_to_one_hot
+    from scipy.ndimage import binary_dilation, binary_erosion
+
+    full_sp, low_sp = spec["spacing"], spec["lowres"]["spacing"]
+    kw = dict(is_seg=True, order=1, order_z=0, force_separate_z=None)
+    low = resample_data_or_seg_to_shape(seg[None].astype(np.float32), compute_new_shape(seg.shape, full_sp, low_sp),
+                                        full_sp, low_sp, **kw)
+    s = resample_data_or_seg_to_shape(low, seg.shape, low_sp, full_sp, **kw)[0].astype(np.int64)
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+    r = rng.random()
+    if r < 0.25:
+        s[binary_dilation(s > 0, in_plane) & (s == 0)] = 1
+    elif r < 0.5:
+        s[~binary_erosion(s > 0, in_plane)] = 0
+    if rng.random() < 0.15:
+        s[s == 2] = 1
+    return convert_labelmap_to_one_hot(s, labels_fg, np.float32)
+
+
 def make_model(name: str, iterations: int, n_train: int, only_folds=None, log=print):
     from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -578,6 +715,12 @@ def make_model(name: str, iterations: int, n_train: int, only_folds=None, log=pr
         d, s, _ = pre.run_case_npy(data, labels[None].astype(np.int16), {"spacing": list(sp)}, pm, cm, dataset_json)
         s = np.clip(s[0], 0, None).astype(np.int64)
         volumes.append((d.astype(np.float32), s, subtype))
+    if cm.previous_stage_name is not None:
+        # a cascade's second stage: the image channels, then the one-hot of a previous-stage segmentation
+        rng = np.random.default_rng(spec["seed"] + 7)
+        labels_fg = pm.get_label_manager(dataset_json).foreground_labels
+        volumes = [(np.concatenate([d, simulated_previous_stage(s, spec, labels_fg, rng)]), s, st)
+                   for d, s, st in volumes]
     log(f"   {len(volumes)} training volumes preprocessed, e.g. shape {volumes[0][0].shape}")
 
     model_dir = WORK / "models" / name
@@ -626,7 +769,7 @@ def _report_validation(net, vols, spec, log):
     with torch.no_grad():
         out = net(x)
     seg, cls = out if isinstance(out, tuple) else (out, None)
-    pred = seg.argmax(1)
+    pred = regions_to_labels(spec, torch.sigmoid(seg)) if "regions" in spec else seg.argmax(1)
     dices = []
     for k in (1, 2):
         inter = ((pred == k) & (y == k)).sum().item()
@@ -736,11 +879,26 @@ CASES = [
          seed=110, lesion=True,
          exercises="2d configuration, slices larger than the patch in-plane (72x80 -> 2x2 tiles per slice); "
                    "in-plane downsampling only"),
+    dict(id="regions", model="regions_ct", folds=["0"], step=0.5, mirror=True, dtype="int16",
+         spacing=(0.8, 0.8, 2.5), shape=(10, 40, 44), origin=(0.0, 10.0, -5.0), direction=IDENTITY,
+         seed=111, lesion=True, probabilities=True,
+         exercises="region-based labels: sigmoid outputs for (pancreas or lesion) and (lesion), region "
+                   "on where p > 0.5, written in regions_class_order [1, 2]; probabilities are the "
+                   "sigmoids, 0 outside the crop box; separate z"),
     dict(id="same_spacing", model="resenc_ct", folds=["0"], step=0.75, mirror=False, dtype="int16",
          spacing=(0.75, 0.75, 2.0), shape=(14, 36, 52), origin=(-21.0, -15.0, 8.0), direction=IDENTITY,
          seed=109, lesion=True,
          exercises="input exactly at the target spacing: no resampling in preprocessing or export; "
                    "TTA off; step size 0.75; one fold"),
+    dict(id="cascade", model="cascade_ct_fullres", previous_stage=dict(model="cascade_ct_lowres", folds=["0"]),
+         folds=["0"], step=0.5, mirror=True, dtype="int16",
+         spacing=(0.8, 0.8, 2.5), shape=(10, 38, 42), origin=(-16.0, 12.0, 30.0), direction=IDENTITY,
+         seed=112, lesion=True, probabilities=True,
+         exercises="cascade 3d_lowres -> 3d_cascade_fullres: the lowres model at 2.0x1.5x1.5 mm (4 tiles), its "
+                   "segmentation exported to the input grid, then read back by the second stage: cropped with "
+                   "the image's box, resampled like a segmentation (separate z: per-slice linear one-hot "
+                   "argmax, nearest z) to the fullres grid, one-hot of labels 1, 2 appended to the image "
+                   "channel (3 network inputs)"),
 ]
 
 
@@ -798,11 +956,41 @@ def _make_predictor(cls, model_dir: Path, case: dict):
     return pred
 
 
+def _grid_info(pdata: np.ndarray, props: dict, pm, cm, step: float) -> dict:
+    """nnU-Net's resampling decisions (preprocessing, export) and sliding-window tiles for a preprocessed case."""
+    from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
+    from nnunetv2.preprocessing.resampling.default_resampling import determine_do_sep_z_and_axis
+
+    tf = pm.transpose_forward
+    sp_t = [props["spacing"][i] for i in tf]
+    # a 2d configuration keeps the slice spacing and tiles each slice (nnU-Net's preprocessor and predictor)
+    target_sp = list(cm.spacing) if len(cm.spacing) == 3 else [sp_t[0], *cm.spacing]
+    sep_in, ax_in = determine_do_sep_z_and_axis(None, sp_t, target_sp)
+    sep_out, ax_out = determine_do_sep_z_and_axis(None, target_sp, sp_t)
+    spatial = list(pdata.shape[1:])[-len(cm.patch_size):]
+    padded = [max(s, p) for s, p in zip(spatial, cm.patch_size)]
+    steps = compute_steps_for_sliding_window(padded, cm.patch_size, step)
+    if len(cm.patch_size) == 2:
+        padded = [pdata.shape[1], *padded]
+        steps = [list(range(pdata.shape[1])), *steps]
+    n_tiles = int(np.prod([len(s) for s in steps]))
+    same = list(pdata.shape[1:]) == list(props["shape_after_cropping_and_before_resampling"])
+    return {
+        "resampling": {
+            "preprocessing": "none" if same
+            else (f"separate_z axis {ax_in[0] if hasattr(ax_in, '__len__') else ax_in}" if sep_in else "3d"),
+            "export": "none" if same
+            else (f"separate_z axis {ax_out[0] if hasattr(ax_out, '__len__') else ax_out}" if sep_out else "3d"),
+        },
+        "tiles": {"padded_shape": [int(v) for v in padded], "steps": [[int(v) for v in s] for s in steps],
+                  "count": n_tiles},
+    }
+
+
 def make_case(case: dict, log=print, check_sequential: bool = False):
     from nnunetv2.inference.export_prediction import export_prediction_from_logits
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-    from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
-    from nnunetv2.preprocessing.resampling.default_resampling import determine_do_sep_z_and_axis
+    from nnunetv2.utilities.label_handling.label_handling import convert_labelmap_to_one_hot
 
     cid = case["id"]
     spec = MODELS[case["model"]]
@@ -828,11 +1016,21 @@ def make_case(case: dict, log=print, check_sequential: bool = False):
         write_image(arr, f, case["spacing"], case["origin"], case["direction"])
         files.append(str(f))
 
+    # a cascade's second stage reads the previous stage's segmentation file, made here first
+    prev_seg, prev_info = previous_stage_reference(case, files, cdir, log) if "previous_stage" in case else (None, None)
     pred = _make_predictor(nnUNetPredictor, model_dir, case)
     pm, cm, dsj = pred.plans_manager, pred.configuration_manager, pred.dataset_json
     pre = cm.preprocessor_class(verbose=False)
-    pdata, _, props = pre.run_case(files, None, pm, cm, dsj)
+    pdata, pseg, props = pre.run_case(files, prev_seg, pm, cm, dsj)
     assert pdata.dtype == np.float32
+    if prev_seg is not None:
+        # as nnU-Net's data iterators do: one-hot of the resampled previous-stage labels after the image channels
+        onehot = convert_labelmap_to_one_hot(pseg[0], pm.get_label_manager(dsj).foreground_labels, pdata.dtype)
+        prev_info["one_hot_voxels"] = [int(v) for v in onehot.reshape(len(onehot), -1).sum(1)]
+        prev_info["outside_nonzero_mask_voxels"] = int((pseg[0] < 0).sum())
+        prev_info["segmentation_resampling"] = {"function": cm.configuration["resampling_fn_seg"],
+                                                "kwargs": cm.configuration["resampling_fn_seg_kwargs"]}
+        pdata = np.vstack((pdata, onehot))
     np.save(cdir / "reference" / "preprocessed.npy", pdata)
     t0 = time.time()
     logits = pred.predict_logits_from_preprocessed_data(torch.from_numpy(pdata)).cpu()
@@ -863,6 +1061,8 @@ def make_case(case: dict, log=print, check_sequential: bool = False):
             log(f"   predict_from_files_sequential gives the same segmentation: {same}")
             if not same:
                 raise SystemExit("sequential prediction differs from the stage-by-stage reference")
+    if prev_seg is not None:
+        check_cascade_end_to_end(case, files, cdir, log)
 
     # confidence of the reference logits
     lg = logits.float().numpy()
@@ -870,19 +1070,8 @@ def make_case(case: dict, log=print, check_sequential: bool = False):
     gap = top2[1] - top2[0]
     frac_tie = float((gap < 0.05).mean())
     ct = {int(k): int(v) for k, v in zip(*np.unique(seg, return_counts=True))}
-    tf = pm.transpose_forward
-    sp_t = [props["spacing"][i] for i in tf]
-    # a 2d configuration keeps the slice spacing and tiles each slice (nnU-Net's preprocessor and predictor)
-    target_sp = list(cm.spacing) if len(cm.spacing) == 3 else [sp_t[0], *cm.spacing]
-    sep_in, ax_in = determine_do_sep_z_and_axis(None, sp_t, target_sp)
-    sep_out, ax_out = determine_do_sep_z_and_axis(None, target_sp, sp_t)
-    spatial = list(pdata.shape[1:])[-len(cm.patch_size):]
-    padded = [max(s, p) for s, p in zip(spatial, cm.patch_size)]
-    steps = compute_steps_for_sliding_window(padded, cm.patch_size, case["step"])
-    if len(cm.patch_size) == 2:
-        padded = [pdata.shape[1], *padded]
-        steps = [list(range(pdata.shape[1])), *steps]
-    n_tiles = int(np.prod([len(s) for s in steps]))
+    grid = _grid_info(pdata, props, pm, cm, case["step"])
+    n_tiles = grid["tiles"]["count"]
 
     info = {
         "case_id": cid,
@@ -906,14 +1095,8 @@ def make_case(case: dict, log=print, check_sequential: bool = False):
             "direction": [float(v) for v in props["sitk_stuff"]["direction"]],
         },
         "preprocessed_shape": [int(v) for v in pdata.shape],
-        "resampling": {
-            "preprocessing": "none" if list(pdata.shape[1:]) == list(props["shape_after_cropping_and_before_resampling"])
-            else (f"separate_z axis {ax_in[0] if hasattr(ax_in, '__len__') else ax_in}" if sep_in else "3d"),
-            "export": "none" if list(pdata.shape[1:]) == list(props["shape_after_cropping_and_before_resampling"])
-            else (f"separate_z axis {ax_out[0] if hasattr(ax_out, '__len__') else ax_out}" if sep_out else "3d"),
-        },
-        "tiles": {"padded_shape": [int(v) for v in padded], "steps": [[int(v) for v in s] for s in steps],
-                  "count": n_tiles},
+        "resampling": grid["resampling"],
+        "tiles": grid["tiles"],
         "reference_stats": {
             "label_voxels": ct,
             "fraction_top2_logit_gap_below_0.05": frac_tie,
@@ -921,6 +1104,8 @@ def make_case(case: dict, log=print, check_sequential: bool = False):
         },
         "versions": versions(),
     }
+    if prev_info is not None:
+        info["previous_stage"] = prev_info
     if case.get("classification"):
         info["classification"] = classification_reference(case, model_dir, pdata, logits, log)
     if case.get("ensemble_with"):
@@ -929,6 +1114,93 @@ def make_case(case: dict, log=print, check_sequential: bool = False):
     log(f"   input {case['shape']} {case['dtype']} spacing {case['spacing']}; preprocessed {pdata.shape}; "
         f"{n_tiles} tiles; labels {ct}; near-ties {frac_tie:.2e}; {t_pred:.1f} s")
     return info
+
+
+def previous_stage_reference(case: dict, files, cdir: Path, log):
+    """The first stage of a cascade, as nnUNetv2_predict runs the 3d_lowres model on its own (same step
+    size and mirroring): DefaultPreprocessor.run_case -> reference/lowres_preprocessed.npy,
+    predict_logits_from_preprocessed_data -> lowres_logits.npy (float16, lowres grid),
+    export_prediction_from_logits -> lowres_seg.nii.gz (input grid and geometry): the file the second stage
+    reads (nnUNetv2_predict -prev_stage_predictions). Returns its path and the stage's case.json entry."""
+    from nnunetv2.inference.export_prediction import export_prediction_from_logits
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    prev = case["previous_stage"]
+    low_conf, next_conf = configuration(MODELS[prev["model"]]), configuration(MODELS[case["model"]])
+    plans = [json.loads((WORK / "models" / m / "plans.json").read_text()) for m in (prev["model"], case["model"])]
+    if plans[0] != plans[1]:
+        raise SystemExit(f"{prev['model']} and {case['model']} do not share one plans.json")
+    pred = _make_predictor(nnUNetPredictor, WORK / "models" / prev["model"], dict(case, folds=prev["folds"]))
+    pm, cm, dsj = pred.plans_manager, pred.configuration_manager, pred.dataset_json
+    if pm.get_configuration(next_conf).previous_stage_name != low_conf or next_conf not in (cm.next_stage_names or []):
+        raise SystemExit(f"{next_conf} does not follow {low_conf} in the plans")
+    ref = cdir / "reference"
+    pdata, _, props = cm.preprocessor_class(verbose=False).run_case(files, None, pm, cm, dsj)
+    assert pdata.dtype == np.float32
+    np.save(ref / "lowres_preprocessed.npy", pdata)
+    t0 = time.time()
+    logits = pred.predict_logits_from_preprocessed_data(torch.from_numpy(pdata)).cpu()
+    t_pred = time.time() - t0
+    assert logits.dtype == torch.float16
+    np.save(ref / "lowres_logits.npy", logits.numpy())
+    with tempfile.TemporaryDirectory() as tmp:
+        export_prediction_from_logits(logits.clone(), props, cm, pm, dsj, os.path.join(tmp, case["id"]), False)
+        shutil.copy2(os.path.join(tmp, case["id"] + dsj["file_ending"]), ref / "lowres_seg.nii.gz")
+    seg = sitk.GetArrayFromImage(sitk.ReadImage(str(ref / "lowres_seg.nii.gz")))
+    ct = {int(k): int(v) for k, v in zip(*np.unique(seg, return_counts=True))}
+    grid = _grid_info(pdata, props, pm, cm, case["step"])
+    log(f"   previous stage {prev['model']} ({low_conf}): preprocessed {pdata.shape}, {grid['tiles']['count']} tiles, "
+        f"labels {ct}; {t_pred:.1f} s")
+    return str(ref / "lowres_seg.nii.gz"), {
+        "model": prev["model"],
+        "configuration": low_conf,
+        "folds": list(prev["folds"]),
+        "files": {"preprocessed": "lowres_preprocessed.npy", "logits": "lowres_logits.npy",
+                  "segmentation": "lowres_seg.nii.gz"},
+        "preprocessed_shape": [int(v) for v in pdata.shape],
+        "resampling": grid["resampling"],
+        "tiles": grid["tiles"],
+        "label_voxels": ct,
+        "nnunet_seconds": round(t_pred, 2),
+    }
+
+
+def check_cascade_end_to_end(case: dict, files, cdir: Path, log):
+    """nnUNetv2_predict for both stages, start to end, on nnU-Net's multiprocessing path (predict_from_files):
+    the 3d_lowres model writes <case id>.nii.gz into a folder, the cascade model reads it from there
+    (folder_with_segs_from_prev_stage). Both segmentations must equal the stage-by-stage references."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    prev, cid, ref = case["previous_stage"], case["id"], cdir / "reference"
+    with_probs = bool(case.get("probabilities"))
+    with tempfile.TemporaryDirectory() as tmp:
+        low_dir, out_dir = os.path.join(tmp, "lowres"), os.path.join(tmp, "cascade")
+        mp = dict(num_processes_preprocessing=1, num_processes_segmentation_export=1)
+        with contextlib.redirect_stdout(io.StringIO()):
+            low = _make_predictor(nnUNetPredictor, WORK / "models" / prev["model"], dict(case, folds=prev["folds"]))
+            low.predict_from_files([files], low_dir, save_probabilities=False, **mp)
+            full = _make_predictor(nnUNetPredictor, WORK / "models" / case["model"], case)
+            full.predict_from_files([files], out_dir, save_probabilities=with_probs,
+                                    folder_with_segs_from_prev_stage=low_dir, **mp)
+        problems = []
+        for name, path in (("lowres_seg.nii.gz", low_dir), ("seg.nii.gz", out_dir)):
+            a = sitk.ReadImage(str(ref / name))
+            b = sitk.ReadImage(os.path.join(path, cid + ".nii.gz"))
+            same = (np.array_equal(sitk.GetArrayFromImage(a), sitk.GetArrayFromImage(b))
+                    and a.GetSpacing() == b.GetSpacing() and a.GetOrigin() == b.GetOrigin()
+                    and a.GetDirection() == b.GetDirection())
+            log(f"   predict_from_files (both stages, folder_with_segs_from_prev_stage) gives the same {name}: {same}")
+            if not same:
+                problems.append(name)
+        if with_probs:
+            p = np.load(os.path.join(out_dir, cid + ".npz"))["probabilities"].astype(np.float32)
+            same = np.array_equal(p, np.load(ref / "probabilities.npy"))
+            log(f"   ... and the same probabilities: {same}")
+            if not same:
+                problems.append("probabilities.npy")
+    if problems:
+        raise SystemExit(f"nnU-Net's end-to-end cascade prediction differs from the stage-by-stage reference: "
+                         f"{problems}")
 
 
 def ensemble_reference(case: dict, cdir: Path, pm, dsj: dict, log):

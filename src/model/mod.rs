@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
-pub use plans::{Label, Normalization, Plan, ResamplingSpec};
+pub use plans::{Label, Normalization, Plan, Region, ResamplingSpec};
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -218,11 +218,12 @@ fn check_metadata(meta: &ExportMetadata, plan: &Plan, fold: &str, first: &Export
             plan.patch_size
         )));
     }
-    if dim(&seg.shape, 1) != Some(plan.num_classes()) {
+    if dim(&seg.shape, 1) != Some(plan.num_outputs()) {
+        let what = if plan.regions.is_some() { "regions" } else { "labels" };
         return Err(Error::invalid_model(format!(
-            "{file}: segmentation output has shape {:?} but dataset.json has {} labels",
+            "{file}: segmentation output has shape {:?} but dataset.json has {} {what}",
             seg.shape,
-            plan.num_classes()
+            plan.num_outputs()
         )));
     }
     if let (Some(cls), Some(spec)) = (meta.output(ROLE_CLASSIFICATION), &meta.classification) {

@@ -45,12 +45,27 @@ pub struct ResamplingSpec {
     pub force_separate_z: Option<bool>,
 }
 
-/// A label of `dataset.json`.
+/// A value of the output label map and its name from `dataset.json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Label {
-    /// Name in `dataset.json` (`background`, `pancreas`, ...).
+    /// Name in `dataset.json` (`background`, `pancreas`, ...; a region's name for region-based
+    /// models).
     pub name: String,
-    /// Value written in the output label map (= network output channel).
+    /// Value written in the output label map (= network output channel for softmax models; the
+    /// region's `regions_class_order` entry for region-based ones).
+    pub value: u32,
+}
+
+/// One region of a region-based model (`dataset.json` labels given as lists, e.g. BraTS' "whole
+/// tumour" = [1, 2, 3]): one sigmoid output of the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region {
+    /// Name in `dataset.json`.
+    pub name: String,
+    /// The training labels the region unites.
+    pub labels: Vec<u32>,
+    /// Value written where the region is on (its `regions_class_order` entry); later regions
+    /// overwrite earlier ones.
     pub value: u32,
 }
 
@@ -62,8 +77,12 @@ pub struct Plan {
     pub configuration: String,
     /// Input channel names from `dataset.json`, in channel order.
     pub channel_names: Vec<String>,
-    /// Output labels, by value, background first; the argmax index is the label value.
+    /// Output labels, by value, background first; for softmax models the argmax index is the
+    /// label value.
     pub labels: Vec<Label>,
+    /// Region-based models: the network's sigmoid outputs, in output-channel order (`dataset.json`
+    /// order); `None` for softmax models.
+    pub regions: Option<Vec<Region>>,
     /// `transpose_forward`: spatial axis `i` of the network's array is input axis `transpose_forward[i]`.
     pub transpose_forward: [usize; 3],
     /// `transpose_backward`, the inverse permutation.
@@ -87,9 +106,14 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Number of network output channels (classes including background).
+    /// Number of values of the output label map (background included).
     pub fn num_classes(&self) -> usize {
         self.labels.len()
+    }
+
+    /// Number of network output channels: one per label (softmax), or one per region (sigmoid).
+    pub fn num_outputs(&self) -> usize {
+        self.regions.as_ref().map_or(self.labels.len(), Vec::len)
     }
 
     /// One input tile as the network takes it (without the batch axis): `[channels, Pz, Py, Px]`,
@@ -168,7 +192,7 @@ impl Plan {
         }
 
         let channel_names = channel_names(dataset)?;
-        let labels = labels(dataset)?;
+        let (labels, regions) = labels(dataset)?;
         let normalization = normalization(plans, config, &at, &channel_names)?;
         let resample_data = resampling(config, "resampling_fn_data", &at)?;
         let resample_probabilities = resampling(config, "resampling_fn_probabilities", &at)?;
@@ -178,6 +202,7 @@ impl Plan {
             configuration: configuration.to_string(),
             channel_names,
             labels,
+            regions,
             transpose_forward,
             transpose_backward,
             network_dims,
@@ -291,42 +316,74 @@ fn channel_names(dataset: &Map<String, Value>) -> Result<Vec<String>> {
     Ok(indexed.into_iter().map(|(_, name)| name).collect())
 }
 
-fn labels(dataset: &Map<String, Value>) -> Result<Vec<Label>> {
+/// The output labels and, for region-based models, the regions, as nnU-Net's `LabelManager` reads
+/// `dataset.json`: region-based when any label is a list of more than one value.
+fn labels(dataset: &Map<String, Value>) -> Result<(Vec<Label>, Option<Vec<Region>>)> {
     let labels = dataset
         .get("labels")
         .and_then(Value::as_object)
         .ok_or_else(|| Error::invalid_model("dataset.json has no \"labels\" object"))?;
-    let mut out = Vec::new();
+    let mut entries = Vec::new();
     for (name, value) in labels {
-        let single = match value {
-            Value::Array(list) if list.len() == 1 => &list[0],
-            Value::Array(list) => {
-                return Err(Error::unsupported_model(format!(
-                    "dataset.json labels.{name} = {}: region-based labels are not supported",
-                    Value::Array(list.clone())
-                )))
-            }
-            other => other,
-        };
-        let v = single
-            .as_u64()
-            .ok_or_else(|| Error::invalid_model(format!("dataset.json labels.{name} = {value} is not an integer")))?;
+        let values = match value {
+            Value::Array(list) => list.iter().map(Value::as_u64).collect::<Option<Vec<_>>>(),
+            single => single.as_u64().map(|v| vec![v]),
+        }
+        .filter(|v| !v.is_empty() && v.iter().all(|&v| v <= u16::MAX as u64))
+        .ok_or_else(|| {
+            Error::invalid_model(format!("dataset.json labels.{name} = {value} is not a label value or a list of them"))
+        })?;
         if name == "ignore" {
             continue;
         }
-        out.push(Label { name: name.clone(), value: v as u32 });
+        entries.push((name.clone(), values.into_iter().map(|v| v as u32).collect::<Vec<u32>>(), value.is_array()));
     }
+    match entries.iter().find(|(name, _, _)| name == "background") {
+        Some((_, values, is_list)) if !*is_list && values == &[0] => {}
+        _ => return Err(Error::invalid_model("dataset.json labels must contain background = 0")),
+    }
+    let has_regions = entries.iter().any(|(_, values, _)| values.len() > 1);
+    let (out, regions) = if has_regions {
+        let order = dataset.get("regions_class_order").and_then(Value::as_array).ok_or_else(|| {
+            Error::invalid_model("dataset.json has region-based labels but no \"regions_class_order\" list")
+        })?;
+        let foreground: Vec<_> = entries.iter().filter(|(_, values, _)| values.iter().any(|&v| v != 0)).collect();
+        if order.len() != foreground.len() {
+            return Err(Error::invalid_model(format!(
+                "dataset.json regions_class_order has {} entries but there are {} regions",
+                order.len(),
+                foreground.len()
+            )));
+        }
+        let regions = foreground
+            .iter()
+            .zip(order)
+            .map(|((name, values, _), value)| {
+                let value = value.as_u64().filter(|&v| v > 0 && v <= u16::MAX as u64).ok_or_else(|| {
+                    Error::invalid_model(format!("dataset.json regions_class_order entry {value} is not a label value"))
+                })?;
+                let mut labels = values.clone();
+                labels.sort_unstable();
+                labels.dedup();
+                Ok(Region { name: name.clone(), labels, value: value as u32 })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = vec![Label { name: "background".to_string(), value: 0 }];
+        out.extend(regions.iter().map(|r| Label { name: r.name.clone(), value: r.value }));
+        (out, Some(regions))
+    } else {
+        let out = entries.into_iter().map(|(name, values, _)| Label { name, value: values[0] }).collect();
+        (out, None)
+    };
+    let mut out: Vec<Label> = out;
     out.sort_by_key(|l| l.value);
-    if out.first().map(|l| l.value) != Some(0) {
-        return Err(Error::invalid_model("dataset.json labels must contain background = 0"));
-    }
     if out.iter().enumerate().any(|(i, l)| l.value as usize != i) {
         return Err(Error::invalid_model(format!(
             "dataset.json label values {:?} are not consecutive 0..N-1",
             out.iter().map(|l| l.value).collect::<Vec<_>>()
         )));
     }
-    Ok(out)
+    Ok((out, regions))
 }
 
 fn normalization(
@@ -505,6 +562,25 @@ mod tests {
     }
 
     #[test]
+    fn region_based_labels_follow_regions_class_order() {
+        let mut d = dataset();
+        d["labels"] = json!({"background": 0, "whole": [1, 2, 3], "core": [2, 3], "enhancing": 3});
+        d["regions_class_order"] = json!([1, 2, 3]);
+        let plan = Plan::from_json(&plans(), &d, "3d_fullres").unwrap();
+        let regions = plan.regions.as_ref().unwrap();
+        assert_eq!(plan.num_outputs(), 3);
+        assert_eq!(plan.num_classes(), 4);
+        assert_eq!(regions[0], Region { name: "whole".into(), labels: vec![1, 2, 3], value: 1 });
+        assert_eq!(regions[2].labels, [3]);
+        assert_eq!(plan.labels[2], Label { name: "core".into(), value: 2 });
+        d["regions_class_order"] = json!([1, 2]);
+        let err = Plan::from_json(&plans(), &d, "3d_fullres").unwrap_err();
+        assert!(err.message().contains("3 regions"), "{err}");
+        let plain = Plan::from_json(&plans(), &dataset(), "3d_fullres").unwrap();
+        assert_eq!((plain.regions.is_none(), plain.num_outputs()), (true, 3));
+    }
+
+    #[test]
     fn refuses_what_is_not_implemented_naming_the_key() {
         let mut p = plans();
         p["configurations"]["3d_fullres"]["resampling_fn_data"] = json!("resample_torch_fornnunet");
@@ -523,7 +599,7 @@ mod tests {
         let mut d = dataset();
         d["labels"] = json!({"background": 0, "whole": [1, 2], "core": 2});
         let err = Plan::from_json(&plans(), &d, "3d_fullres").unwrap_err();
-        assert!(err.message().contains("region-based"), "{err}");
+        assert!(err.message().contains("regions_class_order"), "{err}");
     }
 
     #[test]

@@ -457,6 +457,16 @@ pub fn info(args: InfoArgs) -> Result<()> {
         "labels       {}",
         plan.labels.iter().map(|l| format!("{}: {}", l.value, l.name)).collect::<Vec<_>>().join(", ")
     );
+    if let Some(regions) = &plan.regions {
+        let described: Vec<String> = regions
+            .iter()
+            .map(|r| {
+                let labels: Vec<String> = r.labels.iter().map(u32::to_string).collect();
+                format!("{} = {{{}}} -> {}", r.name, labels.join(", "), r.value)
+            })
+            .collect();
+        println!("regions      {} (sigmoid > 0.5, written in this order)", described.join("; "));
+    }
     let spacing: Vec<String> = plan
         .spacing
         .iter()
