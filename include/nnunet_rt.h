@@ -571,6 +571,14 @@ nnrt_status nnrt_options_set_openvino_cache_dir(struct nnrt_options *options, co
 nnrt_status nnrt_options_set_postprocessing_file(struct nnrt_options *options, const char *path);
 
 /**
+ * Sets a cascade stage's previous-stage model folder (copied path), e.g. the `3d_lowres` folder
+ * of a `3d_cascade_fullres` model; NULL (default) uses nnU-Net's sibling folder
+ * `<trainer>__<plans>__<previous_stage>`. Ignored for models that are not a cascade stage.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (invalid UTF-8).
+ */
+nnrt_status nnrt_options_set_previous_stage_model(struct nnrt_options *options, const char *path);
+
+/**
  * Nonzero: apply no postprocessing, even when the model folder provides one; 0 (default): apply it.
  * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
  */

@@ -55,6 +55,9 @@ pub struct LoadOptions {
     pub postprocessing_file: Option<PathBuf>,
     /// Apply no postprocessing, even when the folder provides it.
     pub skip_postprocessing: bool,
+    /// A cascade stage's previous-stage model folder (e.g. the `3d_lowres` one); `None` looks
+    /// for nnU-Net's sibling folder `<trainer>__<plans>__<previous_stage>`.
+    pub previous_stage_model: Option<PathBuf>,
 }
 
 /// How one volume is predicted. The defaults are `nnUNetv2_predict`'s.
@@ -164,7 +167,7 @@ impl Stage {
     }
 }
 
-/// Wall-clock time per stage.
+/// Wall-clock time per stage (summed over the stages of a cascade and the members of an ensemble).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Timings {
     /// Preprocessing.
@@ -173,6 +176,17 @@ pub struct Timings {
     pub network: Duration,
     /// Export.
     pub export: Duration,
+}
+
+impl std::ops::Add for Timings {
+    type Output = Timings;
+    fn add(self, other: Timings) -> Timings {
+        Timings {
+            preprocess: self.preprocess + other.preprocess,
+            network: self.network + other.network,
+            export: self.export + other.export,
+        }
+    }
 }
 
 /// The result of one prediction.
@@ -256,6 +270,8 @@ pub struct Configuration {
     gaussian: Vec<f16>,
     engine: Mutex<Engine>,
     runtime_info: Option<RuntimeInfo>,
+    /// A cascade stage's previous stage, run first on the same volume.
+    previous: Option<Box<Configuration>>,
 }
 
 impl std::fmt::Debug for Configuration {
@@ -265,9 +281,32 @@ impl std::fmt::Debug for Configuration {
 }
 
 impl Configuration {
-    /// Loads the model folder `dir` and creates one ONNX Runtime session per fold.
+    /// Loads the model folder `dir` and creates one ONNX Runtime session per fold. A cascade
+    /// stage (`previous_stage` in its plans) loads its previous stage too: from
+    /// `options.previous_stage_model`, or from the sibling folder nnU-Net names
+    /// `<trainer>__<plans>__<previous_stage>`.
     pub fn load(dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Configuration> {
-        let folder = ModelFolder::open(dir.as_ref(), options.folds.as_deref())?;
+        let dir = dir.as_ref();
+        let folder = ModelFolder::open(dir, options.folds.as_deref())?;
+        let previous = match &folder.plan.previous_stage {
+            None => None,
+            Some(name) => {
+                let previous_dir = previous_stage_dir(dir, name, options)?;
+                let previous_options = LoadOptions { previous_stage_model: None, ..options.clone() };
+                let previous = Configuration::load(&previous_dir, &previous_options)?;
+                if previous.plan().labels != folder.plan.labels || previous.plan().configuration != *name {
+                    return Err(Error::invalid_model(format!(
+                        "{} is not {}'s previous stage: it is configuration {:?} with labels {:?} (expected {name:?} with labels {:?})",
+                        previous_dir.display(),
+                        dir.display(),
+                        previous.plan().configuration,
+                        previous.plan().labels.iter().map(|l| &l.name).collect::<Vec<_>>(),
+                        folder.plan.labels.iter().map(|l| &l.name).collect::<Vec<_>>()
+                    )));
+                }
+                Some(Box::new(previous))
+            }
+        };
         let runtime = runtime::runtime(options.ort_library.as_deref())?;
         let resolved =
             runtime.resolve(options.device, options.network_precision, options.openvino_library.as_deref())?;
@@ -296,6 +335,7 @@ impl Configuration {
             })
             .collect::<Result<Vec<_>>>()?;
         let mut model = Configuration::with_networks(folder, networks);
+        model.previous = previous;
         model.runtime_info = Some(RuntimeInfo {
             nnunet_rt_version: env!("CARGO_PKG_VERSION").to_string(),
             device_requested: options.device.to_string(),
@@ -320,12 +360,18 @@ impl Configuration {
             gaussian,
             engine: Mutex::new(Engine { networks, buffers: TileBuffers::default() }),
             runtime_info: None,
+            previous: None,
         }
     }
 
     /// The resolved plan.
     pub fn plan(&self) -> &Plan {
         &self.folder.plan
+    }
+
+    /// A cascade stage's previous stage (e.g. `3d_lowres` before `3d_cascade_fullres`).
+    pub fn previous_stage(&self) -> Option<&Configuration> {
+        self.previous.as_deref()
     }
 
     /// The model folder as read.
@@ -357,8 +403,6 @@ impl Configuration {
         options: &PredictOptions,
         progress: &mut dyn FnMut(Stage, f64) -> bool,
     ) -> Result<Prediction> {
-        let mut report =
-            |stage: Stage, fraction: f64| if progress(stage, fraction) { Ok(()) } else { Err(Error::cancelled()) };
         options.validate()?;
         if let Some(limit) = options.memory_limit {
             let needed = self.estimate_peak_bytes(volume, options);
@@ -373,9 +417,26 @@ impl Configuration {
                 ));
             }
         }
+        // A cascade runs its previous stage first (half of the progress) and takes its labels.
+        let previous = match &self.previous {
+            None => None,
+            Some(stage) => {
+                let options = PredictOptions { probabilities: false, memory_limit: None, ..options.clone() };
+                Some(stage.predict(volume, &options, &mut |s, f| progress(s, f / 2.0))?)
+            }
+        };
+        let progress_start = if previous.is_some() { 0.5 } else { 0.0 };
+        let mut report = |stage: Stage, fraction: f64| {
+            if progress(stage, progress_start + fraction * (1.0 - progress_start)) {
+                Ok(())
+            } else {
+                Err(Error::cancelled())
+            }
+        };
         report(Stage::Preprocess, 0.0)?;
         let start = Instant::now();
-        let pre = preprocess::preprocess(volume, self.plan())?;
+        let pre =
+            preprocess::preprocess_with_previous_stage(volume, self.plan(), previous.as_ref().map(|p| &p.labels))?;
         let preprocess_time = start.elapsed();
 
         report(Stage::Network, 0.0)?;
@@ -400,13 +461,18 @@ impl Configuration {
             label_names: self.plan().labels.iter().map(|l| l.name.clone()).collect(),
             probabilities: exported.probabilities,
             classification,
-            timings: Timings { preprocess: preprocess_time, network: network_time, export: export_time },
+            timings: Timings { preprocess: preprocess_time, network: network_time, export: export_time }
+                + previous.as_ref().map_or(Timings::default(), |p| p.timings),
             tiles: case.tiles,
             folds: self.fold_names(),
-            configurations: vec![self.plan().configuration.clone()],
+            configurations: previous
+                .iter()
+                .flat_map(|p| p.configurations.iter().cloned())
+                .chain(std::iter::once(self.plan().configuration.clone()))
+                .collect(),
             postprocessing: Vec::new(),
             passes_per_tile: case.passes_per_tile,
-            network_passes: case.network_passes,
+            network_passes: case.network_passes + previous.as_ref().map_or(0, |p| p.network_passes),
         })
     }
 
@@ -506,7 +572,7 @@ impl Configuration {
     /// patch size: ~1.4 GiB for ResEncUNet-M at 64 x 128 x 192 on the CPU) come on top.
     pub fn estimate_peak_bytes(&self, volume: &VolumeView<'_>, options: &PredictOptions) -> u64 {
         let plan = self.plan();
-        let channels = plan.channel_names.len() as u64;
+        let channels = plan.network_input_channels() as u64;
         let classes = plan.num_outputs() as u64;
         let input: u64 = volume.voxels_per_channel() as u64;
         let [dx, dy, dz] = volume.dims();
@@ -808,11 +874,7 @@ impl Model {
                 .collect();
             classify::combine_folds(head.class_names.clone(), per_fold, options.classification_policy)
         });
-        let mut timings = predictions.iter().fold(Timings::default(), |t, p| Timings {
-            preprocess: t.preprocess + p.timings.preprocess,
-            network: t.network + p.timings.network,
-            export: t.export + p.timings.export,
-        });
+        let mut timings = predictions.iter().fold(Timings::default(), |t, p| t + p.timings);
         timings.export += start.elapsed();
         let first = &predictions[0];
         Ok(Prediction {
@@ -830,5 +892,26 @@ impl Model {
             configurations: predictions.iter().flat_map(|p| p.configurations.iter().cloned()).collect(),
             postprocessing: Vec::new(),
         })
+    }
+}
+
+/// Where a cascade stage's previous stage is: the explicit option, or nnU-Net's sibling folder.
+fn previous_stage_dir(dir: &Path, previous_stage: &str, options: &LoadOptions) -> Result<PathBuf> {
+    if let Some(explicit) = &options.previous_stage_model {
+        return Ok(explicit.clone());
+    }
+    let canonical = dir.canonicalize().ok();
+    let sibling = canonical.as_deref().and_then(|d| {
+        let name = d.file_name()?.to_str()?;
+        let (prefix, _) = name.rsplit_once("__")?;
+        Some(d.parent()?.join(format!("{prefix}__{previous_stage}")))
+    });
+    match sibling {
+        Some(path) if path.join("plans.json").is_file() => Ok(path),
+        _ => Err(Error::invalid_model(format!(
+            "{} is a cascade stage after {previous_stage:?}, whose model was not found{}; give its folder as the previous-stage model option",
+            dir.display(),
+            sibling.map(|p| format!(" at {}", p.display())).unwrap_or_default()
+        ))),
     }
 }

@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 
 use nnunet_rt::io::nifti;
-use nnunet_rt::{LoadOptions, Model, PredictOptions};
+use nnunet_rt::{Model, PredictOptions};
 
 fn dice(a: &[u32], b: &[u32], label: u32) -> Option<f64> {
     let (mut both, mut total) = (0usize, 0usize);
@@ -30,7 +30,6 @@ fn float16_models_segment_like_float32_ones() {
     for dir in cases {
         let meta = common::read_json(&dir.join("reference/case.json"));
         let model_name = meta["model"].as_str().unwrap();
-        let folds: Vec<String> = meta["folds"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().into()).collect();
         let options = PredictOptions {
             step_size: meta["step_size"].as_f64().unwrap(),
             mirroring: meta["use_mirroring"].as_bool().unwrap(),
@@ -43,7 +42,7 @@ fn float16_models_segment_like_float32_ones() {
         let view = image.volume.view().unwrap();
         let load = |models: &str| {
             let folder = common::fixtures().join(models).join(model_name);
-            Model::load(folder, &LoadOptions { folds: Some(folds.clone()), ..LoadOptions::default() }).unwrap()
+            Model::load(folder, &common::case_load_options(&meta, models)).unwrap()
         };
         let labels = |model: &Model| {
             let p = model.predict(&view, &options, &mut |_, _| true).unwrap();

@@ -135,13 +135,12 @@ fn predict_fixtures(device: Device, precision: NetworkPrecision) -> Vec<CaseResu
     let root = common::fixtures().join("cases");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
     dirs.sort();
-    assert!(dirs.len() >= 9, "expected the nine reference cases, found {}", dirs.len());
+    assert!(dirs.len() >= 13, "expected the thirteen reference cases, found {}", dirs.len());
     dirs.iter()
         .map(|dir| {
             let meta = common::read_json(&dir.join("reference/case.json"));
-            let folds = meta["folds"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();
             let options =
-                LoadOptions { folds: Some(folds), device, network_precision: precision, ..LoadOptions::default() };
+                LoadOptions { device, network_precision: precision, ..common::case_load_options(&meta, "models") };
             let model = Model::load(model_dir(meta["model"].as_str().unwrap()), &options).unwrap();
             let mut inputs: Vec<PathBuf> =
                 std::fs::read_dir(dir.join("input")).unwrap().map(|e| e.unwrap().path()).collect();

@@ -15,11 +15,20 @@ models  Synthesises CT-like (and two-channel MR-like) training volumes, preproce
         fold_N/checkpoint_final.pth) under tools/.work/models/, exports every fold with
         tools/export_onnx.py and copies plans.json, dataset.json, fold_N/model.onnx and
         fold_N/nnunet_rt_export.json to tests/fixtures/models/<model>/.
+        The cascade (cascade_ct_lowres, cascade_ct_fullres) is two folders sharing one plans.json
+        (3d_lowres, 3d_fullres, 3d_cascade_fullres): 3d_lowres is trained on data preprocessed at its
+        own spacing; 3d_cascade_fullres on the 3d_fullres-preprocessed image plus the one-hot of
+        labels 1, 2 of a simulated previous-stage segmentation (simulated_previous_stage).
 cases   Writes each test case's input NIfTI files and runs nnU-Net (CPU) on them:
         DefaultPreprocessor.run_case -> reference/preprocessed.npy,
         nnUNetPredictor.predict_logits_from_preprocessed_data -> reference/logits.npy,
         export_prediction_from_logits -> reference/seg.nii.gz (and probabilities.npy),
         and, for the multi-task model, the case classification (see tests/fixtures/README.md).
+        A cascade case (CASES entry with previous_stage) first runs the 3d_lowres model the same way
+        (reference/lowres_preprocessed.npy, lowres_logits.npy, lowres_seg.nii.gz on the input grid),
+        then preprocesses the image with that file as the previous-stage segmentation
+        (run_case(..., seg_file) + convert_labelmap_to_one_hot, as nnUNetv2_predict
+        -prev_stage_predictions does), and checks both stages against predict_from_files end to end.
 demo    demo/ct.nii.gz (synthetic abdominal CT) and demo/model/ (copy of the multitask_ct model).
 
 The checkpoints (.pth) stay in tools/.work/ (git-ignored); tests need only the ONNX files.
@@ -939,7 +948,8 @@ def versions() -> dict:
 
     out = {}
     for dist in ("nnunetv2", "torch", "numpy", "scipy", "scikit-image", "SimpleITK", "acvl-utils",
-                 "dynamic-network-architectures", "onnxruntime"):
+                 "dynamic-network-architectures", "onnxruntime",
+                 "batchgenerators"):  # its resize_segmentation resamples a cascade's previous-stage labels
         try:
             out[dist] = version(dist)
         except Exception:

@@ -229,6 +229,18 @@ pub extern "C" fn nnrt_options_set_postprocessing_file(options: *mut nnrt_option
     set_path(options, path, |o| &mut o.postprocessing_file)
 }
 
+/// Sets a cascade stage's previous-stage model folder (copied path), e.g. the `3d_lowres` folder
+/// of a `3d_cascade_fullres` model; NULL (default) uses nnU-Net's sibling folder
+/// `<trainer>__<plans>__<previous_stage>`. Ignored for models that are not a cascade stage.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (invalid UTF-8).
+#[no_mangle]
+pub extern "C" fn nnrt_options_set_previous_stage_model(
+    options: *mut nnrt_options,
+    path: *const c_char,
+) -> nnrt_status {
+    set_path(options, path, |o| &mut o.previous_stage_model)
+}
+
 /// Nonzero: apply no postprocessing, even when the model folder provides one; 0 (default): apply it.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]

@@ -214,7 +214,7 @@ fn check_metadata(meta: &ExportMetadata, plan: &Plan, fold: &str, first: &Export
         return Err(Error::invalid_model(format!(
             "{file}: input shape {:?} does not match the plans (channels {}, patch {:?})",
             meta.input.shape,
-            plan.channel_names.len(),
+            plan.network_input_channels(),
             plan.patch_size
         )));
     }

@@ -101,6 +101,11 @@ pub struct Plan {
     pub resample_data: ResamplingSpec,
     /// Resampling of logits back to the original grid at export.
     pub resample_probabilities: ResamplingSpec,
+    /// Resampling of segmentations: a cascade's previous-stage labels during preprocessing.
+    pub resample_seg: ResamplingSpec,
+    /// A cascade stage (`3d_cascade_fullres`): the configuration whose segmentation it takes as
+    /// extra input channels (`previous_stage`, e.g. `3d_lowres`).
+    pub previous_stage: Option<String>,
     /// File ending of the training images, e.g. `.nii.gz`.
     pub file_ending: String,
 }
@@ -116,11 +121,23 @@ impl Plan {
         self.regions.as_ref().map_or(self.labels.len(), Vec::len)
     }
 
+    /// Channels the network takes: the image's, then for a cascade stage one per foreground
+    /// label of the previous stage's segmentation (one-hot, as nnU-Net appends them).
+    pub fn network_input_channels(&self) -> usize {
+        let previous = if self.previous_stage.is_some() { self.foreground_labels().len() } else { 0 };
+        self.channel_names.len() + previous
+    }
+
+    /// Label values other than background, ascending.
+    pub fn foreground_labels(&self) -> Vec<u32> {
+        self.labels.iter().map(|l| l.value).filter(|&v| v != 0).collect()
+    }
+
     /// One input tile as the network takes it (without the batch axis): `[channels, Pz, Py, Px]`,
     /// or `[channels, Py, Px]` for a 2-D network.
     pub fn network_input_shape(&self) -> Vec<usize> {
         let spatial = &self.patch_size[3 - self.network_dims..];
-        std::iter::once(self.channel_names.len()).chain(spatial.iter().copied()).collect()
+        std::iter::once(self.network_input_channels()).chain(spatial.iter().copied()).collect()
     }
 
     /// The spacing a case at `case_spacing` (transposed order) is resampled to: the plan's, except
@@ -150,12 +167,16 @@ impl Plan {
         let config = &resolve_configuration(plans, configuration)?;
         let at = |key: &str| format!("plans.json configurations.{configuration}.{key}");
 
-        if let Some(prev) = config.get("previous_stage").filter(|v| !v.is_null()) {
-            return Err(Error::unsupported_model(format!(
-                "{} = {prev}: cascaded configurations are not supported",
-                at("previous_stage")
-            )));
-        }
+        let previous_stage = match config.get("previous_stage") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(name)) if !name.is_empty() && name != configuration => Some(name.clone()),
+            Some(other) => {
+                return Err(Error::invalid_model(format!(
+                    "{} = {other} is not the name of another configuration",
+                    at("previous_stage")
+                )))
+            }
+        };
         let patch = usize_list(config.get("patch_size"), &at("patch_size"))?;
         let spacing = f64_list(config.get("spacing"), &at("spacing"))?;
         let network_dims = patch.len();
@@ -196,6 +217,7 @@ impl Plan {
         let normalization = normalization(plans, config, &at, &channel_names)?;
         let resample_data = resampling(config, "resampling_fn_data", &at)?;
         let resample_probabilities = resampling(config, "resampling_fn_probabilities", &at)?;
+        let resample_seg = resampling(config, "resampling_fn_seg", &at)?;
         let file_ending = dataset.get("file_ending").and_then(Value::as_str).unwrap_or(".nii.gz").to_string();
 
         Ok(Plan {
@@ -211,6 +233,8 @@ impl Plan {
             normalization,
             resample_data,
             resample_probabilities,
+            resample_seg,
+            previous_stage,
             file_ending,
         })
     }
@@ -594,7 +618,11 @@ mod tests {
 
         let mut p = plans();
         p["configurations"]["3d_fullres"]["previous_stage"] = json!("3d_lowres");
-        assert_eq!(Plan::from_json(&p, &dataset(), "3d_fullres").unwrap_err().kind(), ErrorKind::UnsupportedModel);
+        let cascade = Plan::from_json(&p, &dataset(), "3d_fullres").unwrap();
+        assert_eq!(cascade.previous_stage.as_deref(), Some("3d_lowres"));
+        assert_eq!(cascade.network_input_channels(), 3, "CT + one-hot of labels 1 and 2");
+        p["configurations"]["3d_fullres"]["previous_stage"] = json!(7);
+        assert_eq!(Plan::from_json(&p, &dataset(), "3d_fullres").unwrap_err().kind(), ErrorKind::InvalidModel);
 
         let mut d = dataset();
         d["labels"] = json!({"background": 0, "whole": [1, 2], "core": 2});

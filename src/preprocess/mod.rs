@@ -8,8 +8,9 @@ pub mod resample;
 use ndarray::Array4;
 
 use crate::error::{Error, Result};
+use crate::export::Labels;
 use crate::model::Plan;
-use crate::volume::VolumeView;
+use crate::volume::{VolumeView, VoxelData};
 
 /// A preprocessed case: the network's input grid and what export needs to undo it.
 #[derive(Debug, Clone)]
@@ -30,6 +31,19 @@ pub struct Preprocessed {
 ///
 /// Fails with [`crate::ErrorKind::ShapeMismatch`] when the channel count differs from the model's.
 pub fn preprocess(volume: &VolumeView<'_>, plan: &Plan) -> Result<Preprocessed> {
+    preprocess_with_previous_stage(volume, plan, None)
+}
+
+/// [`preprocess`] for a cascade stage: `previous` is the previous stage's label map on the
+/// volume's grid (x fastest). As nnU-Net's `DefaultPreprocessor` with a `seg_file`, it is
+/// transposed and cropped with the image's box, set to -1 where it is background outside the
+/// (hole-filled) nonzero mask, resampled as a segmentation (`resampling_fn_seg`), and its
+/// foreground labels are appended one-hot after the image channels.
+pub fn preprocess_with_previous_stage(
+    volume: &VolumeView<'_>,
+    plan: &Plan,
+    previous: Option<&Labels>,
+) -> Result<Preprocessed> {
     let channels = plan.channel_names.len();
     if volume.channels() != channels {
         return Err(Error::shape_mismatch(format!(
@@ -47,7 +61,7 @@ pub fn preprocess(volume: &VolumeView<'_>, plan: &Plan) -> Result<Preprocessed> 
     let shape: [usize; 3] = std::array::from_fn(|i| input_shape[tf[i]]);
     let original_spacing: [f64; 3] = std::array::from_fn(|i| input_spacing[tf[i]]);
 
-    let (bbox, mask) = crop::nonzero_box(volume, tf, plan.needs_nonzero_mask());
+    let (bbox, mask) = crop::nonzero_box(volume, tf, plan.needs_nonzero_mask() || previous.is_some());
     let mut cropped = crop::crop_transposed(volume, tf, &bbox);
     let shape_after_cropping = [cropped.shape()[1], cropped.shape()[2], cropped.shape()[3]];
     let target_spacing = plan.target_spacing(original_spacing);
@@ -77,10 +91,57 @@ pub fn preprocess(volume: &VolumeView<'_>, plan: &Plan) -> Result<Preprocessed> 
             &plan.resample_data,
         ));
     }
-    let out = if resampling {
+    let mut out = if resampling {
         Array4::from_shape_vec((channels, new_shape[0], new_shape[1], new_shape[2]), out).expect("sizes match")
     } else {
         cropped
     };
+    if let Some(previous) = previous {
+        let mask = mask.as_deref().expect("computed for a cascade");
+        let seg = previous_stage_channels(volume, plan, previous, &bbox, mask, original_spacing, new_shape)?;
+        out = ndarray::concatenate(ndarray::Axis(0), &[out.view(), seg.view()]).expect("same spatial shape");
+    }
     Ok(Preprocessed { data: out, shape_before_cropping: shape, bbox, shape_after_cropping, original_spacing })
+}
+
+/// The previous stage's labels as the cascade network's extra channels, on the preprocessed grid.
+fn previous_stage_channels(
+    volume: &VolumeView<'_>,
+    plan: &Plan,
+    previous: &Labels,
+    bbox: &[[usize; 2]; 3],
+    nonzero: &[bool],
+    original_spacing: [f64; 3],
+    new_shape: [usize; 3],
+) -> Result<Array4<f32>> {
+    if previous.len() != volume.voxels_per_channel() {
+        return Err(Error::shape_mismatch(format!(
+            "the previous stage's label map has {} voxels but the volume has {}",
+            previous.len(),
+            volume.voxels_per_channel()
+        )));
+    }
+    let data = match previous {
+        Labels::U8(values) => VoxelData::U8(values),
+        Labels::U16(values) => VoxelData::U16(values),
+    };
+    let view = VolumeView::new(data, volume.dims(), 1, *volume.geometry())?;
+    let cropped = crop::crop_transposed(&view, plan.transpose_forward, bbox);
+    let shape = [cropped.shape()[1], cropped.shape()[2], cropped.shape()[3]];
+    // nnU-Net's nonzero_label: background outside the nonzero mask becomes -1.
+    let seg: Vec<i16> =
+        cropped.iter().zip(nonzero).map(|(&v, &inside)| if v == 0.0 && !inside { -1 } else { v as i16 }).collect();
+    let target_spacing = plan.target_spacing(original_spacing);
+    let seg =
+        resample::resample_segmentation(&seg, shape, new_shape, original_spacing, target_spacing, &plan.resample_seg);
+    let foreground = plan.foreground_labels();
+    let voxels = seg.len();
+    let mut channels = Array4::<f32>::zeros((foreground.len(), new_shape[0], new_shape[1], new_shape[2]));
+    let flat = channels.as_slice_mut().expect("fresh array");
+    for (k, &label) in foreground.iter().enumerate() {
+        for (out, &v) in flat[k * voxels..(k + 1) * voxels].iter_mut().zip(&seg) {
+            *out = if v as i64 == label as i64 { 1.0 } else { 0.0 };
+        }
+    }
+    Ok(channels)
 }

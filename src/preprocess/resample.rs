@@ -190,6 +190,98 @@ pub fn resample_channel<T: Sample>(
     }
 }
 
+/// Resamples a label map (`is_seg = True`), as nnU-Net's `resample_data_or_seg_to_shape` does for
+/// the previous stage's segmentation of a cascade: [`resize_segmentation`] in 3-D, or per slice
+/// across the thick axis followed by nearest-neighbour label values along it (`order_z` 0).
+pub fn resample_segmentation(
+    seg: &[i16],
+    shape: [usize; 3],
+    new_shape: [usize; 3],
+    current_spacing: [f64; 3],
+    new_spacing: [f64; 3],
+    spec: &ResamplingSpec,
+) -> Vec<i16> {
+    debug_assert_eq!(seg.len(), shape.iter().product::<usize>());
+    if shape == new_shape {
+        return seg.to_vec();
+    }
+    let Some(axis) = separate_z_axis(current_spacing, new_spacing, spec.force_separate_z) else {
+        return resize_segmentation(seg, &shape, &new_shape, spec.order);
+    };
+    let [pa, pb] = match axis {
+        0 => [1, 2],
+        1 => [0, 2],
+        _ => [0, 1],
+    };
+    let in_plane = [shape[pa], shape[pb]];
+    let out_plane = [new_shape[pa], new_shape[pb]];
+    let strides = [shape[1] * shape[2], shape[2], 1];
+    let source = nearest_z_indices(shape[axis], new_shape[axis]);
+    let slices: Vec<Vec<i16>> = (0..shape[axis])
+        .into_par_iter()
+        .map(|s| {
+            let slice: Vec<i16> = (0..in_plane[0])
+                .flat_map(|a| (0..in_plane[1]).map(move |b| s * strides[axis] + a * strides[pa] + b * strides[pb]))
+                .map(|i| seg[i])
+                .collect();
+            resize_segmentation(&slice, &in_plane, &out_plane, spec.order)
+        })
+        .collect();
+    let mut out = vec![0i16; new_shape.iter().product()];
+    for (i, value) in out.iter_mut().enumerate() {
+        let index = [i / (new_shape[1] * new_shape[2]), (i / new_shape[2]) % new_shape[1], i % new_shape[2]];
+        *value = slices[source[index[axis]]][index[pa] * out_plane[1] + index[pb]];
+    }
+    out
+}
+
+/// batchgenerators' `resize_segmentation` (0.25): every label's indicator is resized (skimage
+/// `resize`, edge mode, clipped) in float64 and each voxel takes the label with the largest score,
+/// the first (smallest) one on exact ties — unless the nearest-neighbour label is among the tied
+/// top scores (and scores above 0), which then wins. Order 0 is the nearest-neighbour resize.
+pub fn resize_segmentation(seg: &[i16], shape: &[usize], new_shape: &[usize], order: usize) -> Vec<i16> {
+    let resize = |data: &[f64], order: usize| -> Vec<f64> {
+        match (shape.len(), new_shape.len()) {
+            (2, 2) => resize_2d(data, [shape[0], shape[1]], [new_shape[0], new_shape[1]], order),
+            _ => resize_3d(data, [shape[0], shape[1], shape[2]], [new_shape[0], new_shape[1], new_shape[2]], order),
+        }
+    };
+    let values: Vec<f64> = seg.iter().map(|&v| v as f64).collect();
+    let nearest: Vec<i16> = resize(&values, 0).into_iter().map(|v| v as i16).collect();
+    if order == 0 {
+        return nearest;
+    }
+    let mut labels: Vec<i16> = seg.to_vec();
+    labels.sort_unstable();
+    labels.dedup();
+    if labels.len() == 1 {
+        return vec![labels[0]; new_shape.iter().product()];
+    }
+    let score = |label: i16| -> Vec<f64> {
+        let mask: Vec<f64> = seg.iter().map(|&v| if v == label { 1.0 } else { 0.0 }).collect();
+        resize(&mask, order)
+    };
+    let mut best = score(labels[0]);
+    let mut winner = vec![labels[0]; best.len()];
+    // Whether the nearest-neighbour label currently holds the top score.
+    let mut nearest_on_top: Vec<bool> = best.iter().zip(&nearest).map(|(&s, &n)| n == labels[0] && s > 0.0).collect();
+    for &label in &labels[1..] {
+        let scores = score(label);
+        for (i, &s) in scores.iter().enumerate() {
+            let is_nearest = nearest[i] == label;
+            if s == best[i] && s > 0.0 && is_nearest {
+                nearest_on_top[i] = true;
+            }
+            if s > best[i] {
+                nearest_on_top[i] = is_nearest;
+                winner[i] = label;
+                best[i] = s;
+            }
+        }
+    }
+    winner.iter().zip(&nearest).zip(&nearest_on_top).map(|((&w, &n), &top)| if top { n } else { w }).collect()
+}
+
 /// skimage `resize` of a 3-D float64 array: zoom, then clip to the input's range.
 pub fn resize_3d(data: &[f64], shape: [usize; 3], new_shape: [usize; 3], order: usize) -> Vec<f64> {
     if shape == new_shape {

@@ -220,6 +220,9 @@ static void null_arguments(nnrt_model *model, const nnrt_volume *volume, nnrt_re
   EXPECT_STATUS(nnrt_options_set_postprocessing_file(options, NULL), NNRT_OK);
   EXPECT_STATUS(nnrt_options_set_skip_postprocessing(NULL, 1), NNRT_NULL_ARGUMENT);
   EXPECT_STATUS(nnrt_options_set_skip_postprocessing(options, 0), NNRT_OK);
+  EXPECT_STATUS(nnrt_options_set_previous_stage_model(NULL, "/x/lowres"), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_options_set_previous_stage_model(options, "/x/lowres"), NNRT_OK);
+  EXPECT_STATUS(nnrt_options_set_previous_stage_model(options, NULL), NNRT_OK);
 
   EXPECT_STATUS(nnrt_model_load(NULL, options, &model_out), NNRT_NULL_ARGUMENT);
   EXPECT(model_out == NULL);

@@ -62,3 +62,16 @@ pub fn dice(a: &[u32], b: &[u32], label: u32) -> f64 {
         2.0 * both as f64 / (na + nb) as f64
     }
 }
+
+/// A fixture case's model loading: its folds, and a cascade case's previous-stage model from the
+/// same `models` root (`models` or `models_fp16`).
+pub fn case_load_options(meta: &serde_json::Value, models: &str) -> nnunet_rt::LoadOptions {
+    let names = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();
+    nnunet_rt::LoadOptions {
+        folds: Some(names(&meta["folds"])),
+        previous_stage_model: meta
+            .get("previous_stage")
+            .map(|p| fixtures().join(models).join(p["model"].as_str().unwrap())),
+        ..nnunet_rt::LoadOptions::default()
+    }
+}

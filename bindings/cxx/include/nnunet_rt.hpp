@@ -189,6 +189,12 @@ class LoadOptions {
     return *this;
   }
 
+  /// A cascade's previous-stage model folder; empty: nnU-Net's sibling folder.
+  LoadOptions &previous_stage_model(const std::string &path) {
+    detail::check(nnrt_options_set_previous_stage_model(handle_.get(), path.empty() ? nullptr : path.c_str()));
+    return *this;
+  }
+
   const nnrt_options *get() const noexcept { return handle_.get(); }
 
  private:

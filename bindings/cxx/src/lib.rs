@@ -56,6 +56,8 @@ mod ffi {
         postprocessing_file: String,
         /// Apply no postprocessing, even when the folder provides one.
         skip_postprocessing: bool,
+        /// A cascade's previous-stage model folder; empty: nnU-Net's sibling folder.
+        previous_stage_model: String,
     }
 
     /// How a volume is predicted. Start from `default_predict_options()` (nnU-Net's defaults).
@@ -309,6 +311,7 @@ fn default_load_options() -> LoadOptions {
         openvino_cache_dir: path(d.openvino_cache_dir),
         postprocessing_file: path(d.postprocessing_file),
         skip_postprocessing: d.skip_postprocessing,
+        previous_stage_model: path(d.previous_stage_model),
     }
 }
 
@@ -362,6 +365,7 @@ impl LoadOptions {
             openvino_cache_dir: path(&self.openvino_cache_dir),
             postprocessing_file: path(&self.postprocessing_file),
             skip_postprocessing: self.skip_postprocessing,
+            previous_stage_model: path(&self.previous_stage_model),
         })
     }
 }

@@ -131,6 +131,7 @@ _PROTOTYPES = {
     "nnrt_options_set_openvino_cache_dir": (_status, [_handle, c_char_p]),
     "nnrt_options_set_postprocessing_file": (_status, [_handle, c_char_p]),
     "nnrt_options_set_skip_postprocessing": (_status, [_handle, c_int32]),
+    "nnrt_options_set_previous_stage_model": (_status, [_handle, c_char_p]),
     "nnrt_model_runtime_info": (_status, [_handle, POINTER(c_char_p)]),
     "nnrt_predict_options_new": (_status, [_out_handle]),
     "nnrt_predict_options_free": (None, [_handle]),

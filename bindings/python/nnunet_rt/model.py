@@ -232,7 +232,8 @@ class Model:
     OpenVINO's compiled networks. ``postprocessing`` is a ``postprocessing.json`` applied instead
     of the folder's own, or ``False`` for none (default ``None``: the folder's own, if any).
     ``path`` may also be a dataset's results folder with the ``inference_information.json`` of
-    ``nnUNetv2_find_best_configuration``. ``library`` is the path of the nnunet-rt library (see
+    ``nnUNetv2_find_best_configuration``. A cascade stage finds its previous stage in nnU-Net's
+    sibling folder, or in ``previous_stage_model``. ``library`` is the path of the nnunet-rt library (see
     :func:`nnunet_rt.load_library`).
 
     A model may be used from several threads; predictions on one model run one at a time (load
@@ -253,6 +254,7 @@ class Model:
         openvino_library: Optional[PathLike] = None,
         openvino_cache_dir: Optional[PathLike] = None,
         postprocessing: Union[None, bool, PathLike] = None,
+        previous_stage_model: Optional[PathLike] = None,
         library: Optional[PathLike] = None,
     ):
         self._handle = None
@@ -265,6 +267,9 @@ class Model:
             self._configure(
                 options, folds, device, network_precision, threads, tf32, ort_library, openvino_library, openvino_cache_dir
             )
+            if previous_stage_model is not None:
+                path_bytes = os.fsencode(os.fspath(previous_stage_model))
+                _raise_for(lib, lib.nnrt_options_set_previous_stage_model(options, path_bytes))
             if postprocessing is False:
                 _raise_for(lib, lib.nnrt_options_set_skip_postprocessing(options, 1))
             elif postprocessing is not None and postprocessing is not True:

@@ -55,6 +55,10 @@ pub struct ModelArgs {
     /// Apply no postprocessing, even when the folder provides one
     #[arg(long = "no-postprocessing")]
     no_postprocessing: bool,
+    /// A cascade's previous-stage model folder (default: nnU-Net's sibling folder
+    /// <trainer>__<plans>__<previous_stage>, e.g. ...__3d_lowres)
+    #[arg(long = "previous-stage-model")]
+    previous_stage_model: Option<PathBuf>,
 }
 
 impl ModelArgs {
@@ -70,6 +74,7 @@ impl ModelArgs {
             openvino_cache_dir: self.openvino_cache_dir.clone(),
             postprocessing_file: self.postprocessing.clone(),
             skip_postprocessing: self.no_postprocessing,
+            previous_stage_model: self.previous_stage_model.clone(),
         };
         match &self.model[..] {
             [one] => Model::load(one, &options),
@@ -443,6 +448,17 @@ pub fn info(args: InfoArgs) -> Result<()> {
     println!("runs         {}", describe_model(&model));
     for member in &model.configurations()[1..] {
         println!("member       {} ({})", member.folder().dir.display(), member.plan().configuration);
+    }
+    for configuration in model.configurations() {
+        if let Some(previous) = configuration.previous_stage() {
+            println!(
+                "cascade      {} runs after {} ({}), whose labels become {} extra input channel(s)",
+                configuration.plan().configuration,
+                previous.plan().configuration,
+                previous.folder().dir.display(),
+                configuration.plan().foreground_labels().len()
+            );
+        }
     }
     match plan.network_dims {
         2 => println!("config       {} (2-D network over every slice along {})", plan.configuration, order[0]),
