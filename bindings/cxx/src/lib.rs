@@ -585,9 +585,15 @@ mod tests {
             tf32: true,
             ort_library: "/x.so".into(),
             openvino_library: "/ov.so".into(),
+            postprocessing_file: "/pp.json".into(),
+            skip_postprocessing: true,
+            previous_stage_model: "/lowres".into(),
             ..defaults
         };
         let load = load.to_rust().unwrap();
+        assert_eq!(load.postprocessing_file.as_deref(), Some(std::path::Path::new("/pp.json")));
+        assert_eq!(load.previous_stage_model.as_deref(), Some(std::path::Path::new("/lowres")));
+        assert!(load.skip_postprocessing);
         assert_eq!(load.folds, Some(vec!["0".to_string()]));
         assert_eq!((load.intra_threads, load.device, load.allow_tf32), (Some(3), Device::Cuda(1), true));
         assert_eq!(load.ort_library.as_deref(), Some(std::path::Path::new("/x.so")));

@@ -7,8 +7,9 @@ import nnunet_rt
 from nnrt_testing import dice, load_case
 
 # int16 + classification head; rotated/flipped direction with a non-zero origin;
-# two channels in float32 with fold "all"; TTA off with step 0.75 and one fold.
-PARITY_CASES = ["multitask_lesion", "oblique", "two_channel", "same_spacing"]
+# two channels in float32 with fold "all"; TTA off with step 0.75 and one fold; a 2d
+# configuration; region-based labels; a cascade (its 3d_lowres stage named explicitly).
+PARITY_CASES = ["multitask_lesion", "oblique", "two_channel", "same_spacing", "wide_2d", "regions", "cascade"]
 
 MIN_DICE = 0.999
 
@@ -24,7 +25,9 @@ def models():
 def _model_for(models, case):
     key = (case.meta["model"], tuple(case.meta["folds"]))
     if key not in models:
-        models[key] = nnunet_rt.Model(case.model_dir, folds=case.meta["folds"])
+        previous = case.meta.get("previous_stage")
+        previous_dir = case.model_dir.parent / previous["model"] if previous else None
+        models[key] = nnunet_rt.Model(case.model_dir, folds=case.meta["folds"], previous_stage_model=previous_dir)
     return models[key]
 
 
@@ -43,6 +46,22 @@ def test_labels_match_nnunet(models, case_id):
           f"{differing} of {case.reference.size} voxels differ")
     for name, score in scores.items():
         assert score >= MIN_DICE, f"{case_id}: Dice of {name} is {score:.6f} < {MIN_DICE}"
+    assert differing == 0, f"{case_id}: {differing} voxels differ from nnU-Net's segmentation"
+
+
+def test_postprocessing_options(tmp_path):
+    case = load_case("same_spacing")
+    steps = {"postprocessing_fns": ["remove_all_but_largest_component_from_segmentation"],
+             "postprocessing_kwargs": [{"labels_or_regions": [1, 2]}]}
+    (tmp_path / "postprocessing.json").write_text(__import__("json").dumps(steps))
+    with nnunet_rt.Model(case.model_dir, folds=case.meta["folds"]) as plain, \
+            nnunet_rt.Model(case.model_dir, folds=case.meta["folds"],
+                            postprocessing=tmp_path / "postprocessing.json") as post:
+        a = plain.predict(case.image, case.spacing, case.origin, case.direction, **case.predict_kwargs).labels
+        b = post.predict(case.image, case.spacing, case.origin, case.direction, **case.predict_kwargs).labels
+    assert ((b == 0) | (b == a)).all(), "postprocessing only removes voxels"
+    with pytest.raises(nnunet_rt.InvalidModel):
+        nnunet_rt.Model(case.model_dir, postprocessing=tmp_path / "missing.json")
 
 
 def test_classification_matches_nnunet(models):
