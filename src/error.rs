@@ -103,6 +103,7 @@ impl Error {
     }
 
     /// Prefix the message with context, e.g. the file being read.
+    #[cfg_attr(not(feature = "io"), allow(dead_code))]
     pub(crate) fn context(mut self, context: impl fmt::Display) -> Self {
         self.message = format!("{context}: {}", self.message);
         self

@@ -9,12 +9,14 @@ pub mod ensemble;
 pub mod error;
 pub mod export;
 pub mod ffi;
+#[cfg(feature = "io")]
 pub mod io;
 pub mod metrics;
 pub mod model;
 pub mod postprocess;
 pub mod predictor;
 pub mod preprocess;
+pub mod report;
 pub mod volume;
 pub mod window;
 

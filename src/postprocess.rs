@@ -60,7 +60,7 @@ pub enum Step {
 }
 
 /// What one step did to one label map.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StepReport {
     /// Connected components of the step's mask.
     pub components: usize,

@@ -238,22 +238,21 @@ fn c_smoke_program() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// The lines every example prints, from the CLI's JSON report.
-fn expected_lines(report: &serde_json::Value) -> String {
+/// The lines every example prints, from the library's own prediction of the same case.
+fn expected_lines(prediction: &nnunet_rt::Prediction) -> String {
     let mut text = String::new();
-    for label in report["labels"].as_array().expect("labels in the report") {
-        text += &format!("label {} {}\n", label["name"].as_str().unwrap(), label["voxels"].as_u64().unwrap());
+    let counts = prediction.labels.counts(prediction.label_names.len());
+    for (name, count) in prediction.label_names.iter().zip(counts) {
+        text += &format!("label {name} {count}\n");
     }
-    if let Some(c) = report["classification"].as_object() {
-        let predicted = c["predicted_class"].as_u64().unwrap() as usize;
-        let probability = c["probabilities"][predicted].as_f64().unwrap();
-        text += &format!("class {} {probability:.6}\n", c["predicted_class_name"].as_str().unwrap());
+    if let Some(c) = &prediction.classification {
+        text += &format!("class {} {:.6}\n", c.class_names[c.predicted], c.probabilities[c.predicted]);
     }
     text
 }
 
 #[test]
-fn examples_print_the_cli_counts_in_c_cpp_and_rust() {
+fn examples_print_the_library_counts_in_c_cpp_and_rust() {
     if !common::ort_available() {
         return;
     }
@@ -265,32 +264,21 @@ fn examples_print_the_cli_counts_in_c_cpp_and_rust() {
     let c = compile(Lang::C, &["examples/c/predict.c"], &dir.join("predict_c"), &[]);
     let cxx = compile(Lang::Cxx, &["examples/cpp/predict.cpp"], &dir.join("predict_cpp"), &[]);
 
-    let start = Instant::now();
-    let cli = Command::new(env!("CARGO_BIN_EXE_nnunet-rt"))
-        .args([
-            OsStr::new("predict"),
-            OsStr::new("-m"),
-            model.as_os_str(),
-            OsStr::new("-i"),
-            input.as_os_str(),
-            OsStr::new("-o"),
-        ])
-        .arg(dir.join("case.nii.gz"))
-        .arg("-q")
-        .output()
+    let image = nnunet_rt::io::nifti::read_image(&input).unwrap();
+    let library = nnunet_rt::Model::load(&model, &nnunet_rt::LoadOptions::default()).unwrap();
+    let prediction = library
+        .predict(&image.volume.view().unwrap(), &nnunet_rt::PredictOptions::default(), &mut |_, _| true)
         .unwrap();
-    eprintln!("nnunet-rt predict: {:.1} s", start.elapsed().as_secs_f64());
-    success(cli, "nnunet-rt predict");
-    let expected = expected_lines(&common::read_json(&dir.join("case.json")));
+    let expected = expected_lines(&prediction);
     assert!(expected.contains("label lesion ") && expected.contains("\nclass "), "{expected}");
 
     let args = [model.as_os_str(), nii.as_os_str()];
     let rust = success(run(&built().rust_example, &args, false), "the Rust example");
-    assert_eq!(rust, expected, "the Rust example against the CLI's report");
+    assert_eq!(rust, expected, "the Rust example against the library");
     let from_c = success(run(&c, &args, false), "the C example");
-    assert_eq!(from_c, expected, "the C example against the CLI's report");
+    assert_eq!(from_c, expected, "the C example against the library");
     let from_cxx = success(run(&cxx, &args, false), "the C++ example");
-    assert_eq!(from_cxx, expected, "the C++ example against the CLI's report");
+    assert_eq!(from_cxx, expected, "the C++ example against the library");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -38,7 +38,7 @@ pub struct Runtime {
 }
 
 /// The OpenVINO execution-provider plugin registered in this process's environment.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OpenVinoPlugin {
     /// Path of `libonnxruntime_providers_openvino_plugin.so`.
     pub path: PathBuf,
@@ -243,7 +243,7 @@ impl Runtime {
 
 /// What a model's sessions run on and why: the answer to "which runtime, provider, precision and
 /// libraries did this load use". Serialised into CASE.json, `nnunet-rt info` and the C ABI.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RuntimeInfo {
     /// nnunet-rt's version.
     pub nnunet_rt_version: String,

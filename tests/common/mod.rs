@@ -4,8 +4,15 @@
 
 use std::path::{Path, PathBuf};
 
+/// `tests/fixtures` of the repository, from the library's tests or the CLI crate's (`cli/`).
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let here = manifest.join("tests/fixtures");
+    if here.is_dir() {
+        here
+    } else {
+        manifest.join("../tests/fixtures")
+    }
 }
 
 /// Whether ONNX Runtime can be loaded. Tests that need it return early when it cannot, unless

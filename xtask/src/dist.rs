@@ -42,12 +42,19 @@ pub fn dist(args: &[String]) -> Result<(), String> {
     let openvino = fetch_openvino()?;
     let version = package_version(&root)?;
 
-    let mut build = Command::new(env!("CARGO"));
-    build.current_dir(&root).args(["build", "--quiet", "-p", "nnunet-rt", "--lib", "--bin", "nnunet-rt"]);
-    if !debug {
-        build.arg("--release");
+    // The CLI, then the library as C and C++ users link it (no NIfTI reader: `io` is for the CLI),
+    // last so that its files are the ones left in the target folder.
+    for args in [
+        &["build", "--quiet", "-p", "nnunet-rt-cli", "--bin", "nnunet-rt"][..],
+        &["build", "--quiet", "-p", "nnunet-rt", "--lib", "--no-default-features"][..],
+    ] {
+        let mut build = Command::new(env!("CARGO"));
+        build.current_dir(&root).args(args);
+        if !debug {
+            build.arg("--release");
+        }
+        run(&mut build)?;
     }
-    run(&mut build)?;
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => root.join(dir),
         None => root.join("target"),

@@ -159,7 +159,15 @@ fn demo() -> Result<(), String> {
     let root = root();
     fetch_ort(false)?;
     fetch_openvino()?;
-    run(Command::new(env!("CARGO")).current_dir(&root).args(["build", "--release", "--quiet", "--bin", "nnunet-rt"]))?;
+    run(Command::new(env!("CARGO")).current_dir(&root).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "nnunet-rt-cli",
+        "--bin",
+        "nnunet-rt",
+    ]))?;
     let out_dir = root.join("target/demo");
     std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
     let binary = root.join("target/release/nnunet-rt");
@@ -199,7 +207,15 @@ fn bench(extra: &[String]) -> Result<(), String> {
     let root = root();
     fetch_ort(false)?;
     fetch_openvino()?;
-    run(Command::new(env!("CARGO")).current_dir(&root).args(["build", "--release", "--quiet", "--bin", "nnunet-rt"]))?;
+    run(Command::new(env!("CARGO")).current_dir(&root).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "nnunet-rt-cli",
+        "--bin",
+        "nnunet-rt",
+    ]))?;
     let python = root.join(".venv-nnunet/bin/python");
     if !python.is_file() {
         eprintln!("xtask: creating the nnU-Net reference environment (.venv-nnunet, about 3 minutes and 5 GB, once)");

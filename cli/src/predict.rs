@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use nnunet_rt::io::nifti::{self, LabelData};
 use nnunet_rt::io::npy;
+use nnunet_rt::report::{CaseFiles, CaseReport};
 use nnunet_rt::{
     ClassificationPolicy, Device, Error, ErrorKind, Labels, LoadOptions, Model, NetworkPrecision, Precision,
     PredictOptions, Prediction, Result, Stage,
 };
-use serde_json::json;
 
 /// Options shared by commands that load a model.
 #[derive(clap::Args)]
@@ -207,9 +207,15 @@ fn predict_case(model: &Model, case: &Case, options: &PredictOptions, quiet: boo
             npy::write_f32(&path, &[prediction.label_names.len(), z, y, x], probabilities)?;
             written.push(path);
         }
-        let report = report(model, case, &prediction, options, read_time, write_start.elapsed());
-        let text = serde_json::to_string_pretty(&report).expect("JSON values serialise");
-        std::fs::write(&sidecar, text + "\n").map_err(|e| Error::io("cannot write", &sidecar, e))?;
+        let files = CaseFiles {
+            case: &case.id,
+            inputs: &case.inputs,
+            output: &case.output,
+            read: read_time,
+            write: write_start.elapsed(),
+        };
+        let report = CaseReport::new(model, &files, &prediction, options);
+        std::fs::write(&sidecar, report.to_json()).map_err(|e| Error::io("cannot write", &sidecar, e))?;
         Ok(())
     })();
     if result.is_err() {
@@ -223,61 +229,6 @@ fn predict_case(model: &Model, case: &Case, options: &PredictOptions, quiet: boo
         summarise(case, &prediction);
     }
     Ok(())
-}
-
-fn report(
-    model: &Model,
-    case: &Case,
-    p: &Prediction,
-    options: &PredictOptions,
-    read: std::time::Duration,
-    write: std::time::Duration,
-) -> serde_json::Value {
-    let counts = p.labels.counts(p.label_names.len());
-    let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
-    let classification = p.classification.as_ref().map(|c| {
-        json!({
-            "class_names": c.class_names,
-            "probabilities": c.probabilities,
-            "predicted_class": c.predicted,
-            "predicted_class_name": c.class_names[c.predicted],
-            "policy": c.policy.name(),
-            "per_fold_probabilities": c.per_fold,
-            "per_fold_weighting": c.weighting.iter().map(|w| format!("{w:?}")).collect::<Vec<_>>(),
-        })
-    });
-    json!({
-        "case": case.id,
-        "inputs": case.inputs,
-        "output": case.output,
-        "model": model.folder().dir,
-        "folds": p.folds,
-        "configurations": p.configurations,
-        "postprocessing": {
-            "file": model.postprocessing().1,
-            "steps": model.postprocessing().0.to_string(),
-            "applied": p.postprocessing,
-        },
-        "tiles_per_fold": p.tiles,
-        "passes_per_tile": p.passes_per_tile,
-        "network_passes": p.network_passes,
-        "roi_focus": options.roi_focus,
-        "tta": options.mirroring && p.passes_per_tile > 1,
-        "step_size": options.step_size,
-        "dims_xyz": p.dims,
-        "spacing_xyz": p.geometry.spacing,
-        "labels": p.label_names.iter().zip(&counts).map(|(name, n)| json!({"name": name, "voxels": n})).collect::<Vec<_>>(),
-        "classification": classification,
-        "timings_ms": {
-            "read": ms(read),
-            "preprocess": ms(p.timings.preprocess),
-            "network": ms(p.timings.network),
-            "export": ms(p.timings.export),
-            "write": ms(write),
-        },
-        "nnunet_rt_version": env!("CARGO_PKG_VERSION"),
-        "runtime": model.runtime_info(),
-    })
 }
 
 fn summarise(case: &Case, p: &Prediction) {
@@ -442,8 +393,8 @@ pub fn info(args: InfoArgs) -> Result<()> {
     let model = args.model.load()?;
     let plan = model.plan();
     let folder = model.folder();
-    let axes = ["z", "y", "x"];
-    let order: Vec<&str> = plan.transpose_forward.iter().map(|&a| axes[a]).collect();
+    // Network axis names, for what only makes sense in the network's order (the slice axis).
+    let order = plan.to_network_axes(["x", "y", "z"]);
     println!("model        {}", folder.dir.display());
     println!("runs         {}", describe_model(&model));
     for member in &model.configurations()[1..] {
@@ -483,16 +434,17 @@ pub fn info(args: InfoArgs) -> Result<()> {
             .collect();
         println!("regions      {} (sigmoid > 0.5, written in this order)", described.join("; "));
     }
+    // Spacing and patch in x, y, z like every other API; a 2-D network keeps the input's slice spacing.
     let spacing: Vec<String> = plan
-        .spacing
+        .to_caller_axes(plan.spacing.map(|s| (s > 0.0).then_some(s)))
         .iter()
-        .enumerate()
-        .map(|(i, s)| if plan.network_dims == 2 && i == 0 { "input's".to_string() } else { s.to_string() })
+        .map(|s| s.map_or("input's".to_string(), |s| s.to_string()))
         .collect();
-    println!("spacing      [{}] mm (axes {})", spacing.join(", "), order.join(", "));
-    println!("patch        {:?} voxels", plan.patch_size);
+    println!("spacing      [{}] mm (x, y, z)", spacing.join(", "));
+    println!("patch        {:?} voxels (x, y, z)", plan.to_caller_axes(plan.patch_size));
     println!("folds        {}", model.fold_names().join(", "));
-    println!("mirroring    axes {:?}", folder.mirroring_axes);
+    let mirrored: Vec<&str> = folder.mirroring_axes.iter().map(|&a| order[a]).collect();
+    println!("mirroring    {}", if mirrored.is_empty() { "off".to_string() } else { mirrored.join(", ") });
     match &folder.classification {
         Some(c) => println!("head classes {}", c.class_names.join(", ")),
         None => println!("head classes none (segmentation only)"),

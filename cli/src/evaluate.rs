@@ -14,6 +14,7 @@ use nnunet_rt::metrics::{
     ClassificationReport, LabelBuffer, LabelVolume, Region, RegionMetrics, RegionSummary, Stats, Summary, Tolerances,
     HAUSDORFF_PERCENT,
 };
+use nnunet_rt::report::CaseReport;
 use nnunet_rt::{Error, ErrorKind, Result};
 
 /// Options of `nnunet-rt evaluate`.
@@ -342,47 +343,44 @@ struct PredictedClass {
 }
 
 fn read_prediction_json(path: &Path) -> std::result::Result<PredictedClass, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
-    let c = value
-        .get("classification")
-        .filter(|c| c.is_object())
-        .ok_or_else(|| format!("{} has no \"classification\" object", path.display()))?;
-    let index = c.get("predicted_class").and_then(|v| v.as_u64()).map(|v| v as usize);
-    let name = c.get("predicted_class_name").and_then(|v| v.as_str()).map(str::to_string);
-    let class_names = c
-        .get("class_names")
-        .and_then(|v| v.as_array())
-        .map(|a| a.iter().map(|n| n.as_str().map(str::to_string).unwrap_or_else(|| n.to_string())).collect());
-    if index.is_none() && name.is_none() {
+    let report = CaseReport::read(path).map_err(|e| e.message().to_string())?;
+    let c = report.classification.ok_or_else(|| format!("{} has no \"classification\" object", path.display()))?;
+    if c.predicted_class.is_none() && c.predicted_class_name.is_none() {
         return Err(format!("{} has neither \"predicted_class\" nor \"predicted_class_name\"", path.display()));
     }
-    Ok(PredictedClass { index, name, class_names })
+    let class_names = (!c.class_names.is_empty()).then_some(c.class_names);
+    Ok(PredictedClass { index: c.predicted_class, name: c.predicted_class_name, class_names })
 }
 
-/// Reads `case,class` rows after a header line.
+/// Reads `case,class` rows after a header line (the `csv` crate: quoting, spaces around fields).
 fn read_truth_csv(path: &Path, report_error: &mut impl FnMut(String)) -> Option<BTreeMap<String, String>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    let mut reader = match csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_path(path) {
+        Ok(reader) => reader,
         Err(e) => {
             report_error(format!("cannot read the classes file {}: {e}", path.display()));
             return None;
         }
     };
-    let unquote = |s: &str| s.trim().trim_matches('"').trim().to_string();
     let mut truth = BTreeMap::new();
-    for (number, line) in text.lines().enumerate().skip(1) {
-        if line.trim().is_empty() {
+    for record in reader.records() {
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                report_error(format!("{}: {e}", path.display()));
+                continue;
+            }
+        };
+        let line = record.position().map_or(0, |p| p.line());
+        if record.iter().all(str::is_empty) {
             continue;
         }
-        let fields: Vec<String> = line.split(',').map(unquote).collect();
-        if fields.len() != 2 || fields[0].is_empty() || fields[1].is_empty() {
-            report_error(format!("{} line {}: expected \"case,class\", got \"{line}\"", path.display(), number + 1));
+        if record.len() != 2 || record[0].is_empty() || record[1].is_empty() {
+            let got = record.iter().collect::<Vec<_>>().join(",");
+            report_error(format!("{} line {line}: expected \"case,class\", got \"{got}\"", path.display()));
             continue;
         }
-        if truth.insert(fields[0].clone(), fields[1].clone()).is_some() {
-            report_error(format!("{} line {}: case {} is listed twice", path.display(), number + 1, fields[0]));
+        if truth.insert(record[0].to_string(), record[1].to_string()).is_some() {
+            report_error(format!("{} line {line}: case {} is listed twice", path.display(), &record[0]));
         }
     }
     Some(truth)
