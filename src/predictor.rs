@@ -98,13 +98,7 @@ impl Default for PredictOptions {
 impl PredictOptions {
     /// Checks the settings before any work: the step size must be in (0, 1].
     pub fn validate(&self) -> Result<()> {
-        if !(self.step_size > 0.0 && self.step_size <= 1.0) {
-            return Err(Error::invalid_argument(format!(
-                "step size {} is outside (0, 1]; nnU-Net's default is 0.5",
-                self.step_size
-            )));
-        }
-        Ok(())
+        window::tiles::check_step_size(self.step_size)
     }
 }
 
@@ -575,13 +569,8 @@ impl Configuration {
         let channels = plan.network_input_channels() as u64;
         let classes = plan.num_outputs() as u64;
         let input: u64 = volume.voxels_per_channel() as u64;
-        let [dx, dy, dz] = volume.dims();
-        let [sx, sy, sz] = volume.geometry().spacing;
-        let input_spacing = [sz, sy, sx];
-        let input_shape = [dz, dy, dx];
-        let tf = plan.transpose_forward;
-        let shape: [usize; 3] = std::array::from_fn(|i| input_shape[tf[i]]);
-        let spacing: [f64; 3] = std::array::from_fn(|i| input_spacing[tf[i]]);
+        let shape = plan.to_network_axes(volume.dims());
+        let spacing = plan.to_network_axes(volume.geometry().spacing);
         let new_shape = crate::preprocess::resample::compute_new_shape(shape, spacing, plan.target_spacing(spacing));
         let resampled: u64 = new_shape.iter().map(|&n| n as u64).product();
         let padded: u64 = (0..3).map(|i| new_shape[i].max(plan.patch_size[i]) as u64).product();

@@ -287,7 +287,7 @@ pub extern "C" fn nnrt_model_spacing(model: *const nnrt_model, out_xyz: *mut f64
         || {
             let m = model_ref!(model);
             check_not_null!(out_xyz);
-            let values = caller_axes(m.model.plan().spacing, m.model.plan().transpose_forward);
+            let values = m.model.plan().to_caller_axes(m.model.plan().spacing);
             // SAFETY: non-NULL and, per the contract, room for 3 doubles.
             unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out_xyz, 3) };
             NNRT_OK
@@ -305,22 +305,12 @@ pub extern "C" fn nnrt_model_patch_size(model: *const nnrt_model, out_xyz: *mut 
         || {
             let m = model_ref!(model);
             check_not_null!(out_xyz);
-            let values = caller_axes(m.model.plan().patch_size, m.model.plan().transpose_forward);
+            let values = m.model.plan().to_caller_axes(m.model.plan().patch_size);
             // SAFETY: non-NULL and, per the contract, room for 3 sizes.
             unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out_xyz, 3) };
             NNRT_OK
         },
     )
-}
-
-/// A per-axis value of the plan (transposed z, y, x order) in the caller's x, y, z order.
-fn caller_axes<T: Copy>(transposed: [T; 3], transpose_forward: [usize; 3]) -> [T; 3] {
-    // Transposed axis i is input axis transpose_forward[i]; input axes are (z, y, x).
-    let mut input = transposed;
-    for i in 0..3 {
-        input[transpose_forward[i]] = transposed[i];
-    }
-    [input[2], input[1], input[0]]
 }
 
 fn indexed(names: &[CString], index: usize, what: &str) -> crate::Result<*const c_char> {

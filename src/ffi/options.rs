@@ -345,9 +345,7 @@ pub extern "C" fn nnrt_predict_options_set_step_size(
     step_size: f64,
 ) -> nnrt_status {
     with_predict_options(options, |o| {
-        if !(step_size > 0.0 && step_size <= 1.0) {
-            return Err(invalid(format!("step size {step_size} is outside (0, 1]")));
-        }
+        crate::window::tiles::check_step_size(step_size)?;
         o.inner.step_size = step_size;
         Ok(())
     })

@@ -55,6 +55,25 @@ pub(crate) fn status_of(kind: ErrorKind) -> nnrt_status {
     }
 }
 
+/// The `NNRT_*` name of the status `kind` maps to, e.g. `"NNRT_INVALID_MODEL"` (for bindings
+/// that report errors as text: one table, next to the codes).
+pub fn status_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidArgument => "NNRT_INVALID_ARGUMENT",
+        ErrorKind::Io => "NNRT_IO",
+        ErrorKind::InvalidImage => "NNRT_INVALID_IMAGE",
+        ErrorKind::InvalidModel => "NNRT_INVALID_MODEL",
+        ErrorKind::UnsupportedModel => "NNRT_UNSUPPORTED_MODEL",
+        ErrorKind::ShapeMismatch => "NNRT_SHAPE_MISMATCH",
+        ErrorKind::RuntimeUnavailable => "NNRT_RUNTIME_UNAVAILABLE",
+        ErrorKind::Runtime => "NNRT_RUNTIME_ERROR",
+        ErrorKind::OutOfMemory => "NNRT_OUT_OF_MEMORY",
+        ErrorKind::Cancelled => "NNRT_CANCELLED",
+        ErrorKind::Poisoned => "NNRT_POISONED",
+        ErrorKind::Panic => "NNRT_PANIC",
+    }
+}
+
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
 }

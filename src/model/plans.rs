@@ -121,6 +121,19 @@ impl Plan {
         self.regions.as_ref().map_or(self.labels.len(), Vec::len)
     }
 
+    /// The caller's (x, y, z) order to nnU-Net's array order (z, y, x), permuted by
+    /// `transpose_forward`: the one place the two axis conventions meet.
+    pub fn to_network_axes<T: Copy>(&self, xyz: [T; 3]) -> [T; 3] {
+        let zyx = [xyz[2], xyz[1], xyz[0]];
+        std::array::from_fn(|i| zyx[self.transpose_forward[i]])
+    }
+
+    /// The inverse of [`Plan::to_network_axes`]: transposed array order back to (x, y, z).
+    pub fn to_caller_axes<T: Copy>(&self, transposed: [T; 3]) -> [T; 3] {
+        let zyx: [T; 3] = std::array::from_fn(|a| transposed[self.transpose_backward[a]]);
+        [zyx[2], zyx[1], zyx[0]]
+    }
+
     /// Channels the network takes: the image's, then for a cascade stage one per foreground
     /// label of the previous stage's segmentation (one-hot, as nnU-Net appends them).
     pub fn network_input_channels(&self) -> usize {
@@ -583,6 +596,17 @@ mod tests {
         p["configurations"]["2d"]["patch_size"] = json!([128]);
         let err = Plan::from_json(&p, &dataset(), "2d").unwrap_err();
         assert!(err.message().contains("configurations.2d.patch_size"), "{err}");
+    }
+
+    #[test]
+    fn axis_conversions_are_inverse_and_follow_transpose_forward() {
+        let mut p = plans();
+        p["transpose_forward"] = json!([2, 0, 1]);
+        p["transpose_backward"] = json!([1, 2, 0]);
+        let plan = Plan::from_json(&p, &dataset(), "3d_fullres").unwrap();
+        // (x, y, z) -> (z, y, x) -> transposed [x, z, y]
+        assert_eq!(plan.to_network_axes(['x', 'y', 'z']), ['x', 'z', 'y']);
+        assert_eq!(plan.to_caller_axes(plan.to_network_axes([1, 2, 3])), [1, 2, 3]);
     }
 
     #[test]

@@ -52,14 +52,9 @@ pub fn preprocess_with_previous_stage(
             plan.channel_names.join(", ")
         )));
     }
-    // nnU-Net's array axes are (z, y, x): the caller's dims and spacing reversed.
-    let [dx, dy, dz] = volume.dims();
-    let input_shape = [dz, dy, dx];
-    let [sx, sy, sz] = volume.geometry().spacing;
-    let input_spacing = [sz, sy, sx];
     let tf = plan.transpose_forward;
-    let shape: [usize; 3] = std::array::from_fn(|i| input_shape[tf[i]]);
-    let original_spacing: [f64; 3] = std::array::from_fn(|i| input_spacing[tf[i]]);
+    let shape = plan.to_network_axes(volume.dims());
+    let original_spacing = plan.to_network_axes(volume.geometry().spacing);
 
     let (bbox, mask) = crop::nonzero_box(volume, tf, plan.needs_nonzero_mask() || previous.is_some());
     let mut cropped = crop::crop_transposed(volume, tf, &bbox);

@@ -17,6 +17,16 @@ pub fn tile_starts(size: usize, patch: usize, step_fraction: f64) -> Vec<usize> 
     (0..steps).map(|k| (actual_step * k as f64).round_ties_even() as usize).collect()
 }
 
+/// The one rule for the sliding-window step: a fraction of the patch in (0, 1] (nnU-Net's default
+/// 0.5). Every surface (Rust options, C ABI, C++ binding) checks it here.
+pub fn check_step_size(step_fraction: f64) -> Result<()> {
+    if step_fraction > 0.0 && step_fraction <= 1.0 {
+        Ok(())
+    } else {
+        Err(Error::invalid_argument(format!("step size {step_fraction} is outside (0, 1]; nnU-Net's default is 0.5")))
+    }
+}
+
 /// The padded grid and the tiles covering it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TileGrid {
@@ -35,11 +45,7 @@ pub struct TileGrid {
 impl TileGrid {
     /// Plans tiles for `shape` with `patch` and a step of `step_fraction` of the patch.
     pub fn new(shape: [usize; 3], patch: [usize; 3], step_fraction: f64) -> Result<TileGrid> {
-        if !(step_fraction > 0.0 && step_fraction <= 1.0) {
-            return Err(Error::invalid_argument(format!(
-                "step size {step_fraction} is outside (0, 1]; nnU-Net's default is 0.5"
-            )));
-        }
+        check_step_size(step_fraction)?;
         let padded: [usize; 3] = std::array::from_fn(|i| shape[i].max(patch[i]));
         let pad_before: [usize; 3] = std::array::from_fn(|i| (padded[i] - shape[i]) / 2);
         let starts = std::array::from_fn(|i| tile_starts(padded[i], patch[i], step_fraction));

@@ -264,22 +264,9 @@ impl From<nnunet_rt::Error> for Failure {
     }
 }
 
-/// The `NNRT_*` name of the C status an error kind maps to.
+/// The `NNRT_*` name of the C status an error kind maps to (the C ABI's own table).
 pub fn status_name(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::InvalidArgument => "NNRT_INVALID_ARGUMENT",
-        ErrorKind::Io => "NNRT_IO",
-        ErrorKind::InvalidImage => "NNRT_INVALID_IMAGE",
-        ErrorKind::InvalidModel => "NNRT_INVALID_MODEL",
-        ErrorKind::UnsupportedModel => "NNRT_UNSUPPORTED_MODEL",
-        ErrorKind::ShapeMismatch => "NNRT_SHAPE_MISMATCH",
-        ErrorKind::RuntimeUnavailable => "NNRT_RUNTIME_UNAVAILABLE",
-        ErrorKind::Runtime => "NNRT_RUNTIME_ERROR",
-        ErrorKind::OutOfMemory => "NNRT_OUT_OF_MEMORY",
-        ErrorKind::Cancelled => "NNRT_CANCELLED",
-        ErrorKind::Poisoned => "NNRT_POISONED",
-        ErrorKind::Panic => "NNRT_PANIC",
-    }
+    nnunet_rt::ffi::status_name(kind)
 }
 
 /// Runs `body`, turning a panic into an `NNRT_PANIC` error (cxx would abort on it).
@@ -386,12 +373,7 @@ impl PredictOptions {
                 ))
             }
         };
-        if !(self.step_size > 0.0 && self.step_size <= 1.0) {
-            return Err(Failure::new(
-                ErrorKind::InvalidArgument,
-                format!("step size {} is outside (0, 1]", self.step_size),
-            ));
-        }
+        nnunet_rt::window::tiles::check_step_size(self.step_size)?;
         Ok(nnunet_rt::PredictOptions {
             step_size: self.step_size,
             mirroring: self.tta,
