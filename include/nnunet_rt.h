@@ -497,6 +497,19 @@ nnrt_status nnrt_options_new(struct nnrt_options **out);
 void nnrt_options_free(struct nnrt_options *options);
 
 /**
+ * Selects the device by name, as the command line does: `auto`, `cpu`, `openvino`, `cuda` or
+ * `cuda:N`. Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (an unknown name;
+ * the message lists the known ones).
+ */
+nnrt_status nnrt_options_set_device_name(struct nnrt_options *options, const char *name);
+
+/**
+ * Selects the network precision by name: `f32` or `bf16`.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`.
+ */
+nnrt_status nnrt_options_set_network_precision_name(struct nnrt_options *options, const char *name);
+
+/**
  * Selects the device: `NNRT_DEVICE_AUTO` (default), `NNRT_DEVICE_CPU`, `NNRT_DEVICE_OPENVINO`,
  * or `NNRT_DEVICE_CUDA` with a GPU index `device_id >= 0` (ignored for the others).
  * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (unknown device or id).
@@ -625,6 +638,13 @@ nnrt_status nnrt_predict_options_set_probabilities(struct nnrt_predict_options *
  */
 nnrt_status nnrt_predict_options_set_classification_policy(struct nnrt_predict_options *options,
                                                            uint32_t policy);
+
+/**
+ * Selects the classification policy by name: `lesion-voxels`, `lesion-weighted` or `mean`.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`.
+ */
+nnrt_status nnrt_predict_options_set_classification_policy_name(struct nnrt_predict_options *options,
+                                                                const char *name);
 
 /**
  * Logit accumulation precision: `NNRT_PRECISION_HALF` (default) or `NNRT_PRECISION_SINGLE`.

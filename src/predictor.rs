@@ -398,19 +398,7 @@ impl Configuration {
         progress: &mut dyn FnMut(Stage, f64) -> bool,
     ) -> Result<Prediction> {
         options.validate()?;
-        if let Some(limit) = options.memory_limit {
-            let needed = self.estimate_peak_bytes(volume, options);
-            if needed > limit {
-                return Err(Error::new(
-                    ErrorKind::OutOfMemory,
-                    format!(
-                        "this prediction needs about {} MiB, more than the memory limit of {} MiB",
-                        needed >> 20,
-                        limit >> 20
-                    ),
-                ));
-            }
-        }
+        check_memory_limit(options, || self.estimate_peak_bytes(volume, options))?;
         // A cascade runs its previous stage first (half of the progress) and takes its labels.
         let previous = match &self.previous {
             None => None,
@@ -807,19 +795,7 @@ impl Model {
         progress: &mut dyn FnMut(Stage, f64) -> bool,
     ) -> Result<Prediction> {
         options.validate()?;
-        if let Some(limit) = options.memory_limit {
-            let needed = self.estimate_peak_bytes(volume, options);
-            if needed > limit {
-                return Err(Error::new(
-                    ErrorKind::OutOfMemory,
-                    format!(
-                        "this prediction needs about {} MiB, more than the memory limit of {} MiB",
-                        needed >> 20,
-                        limit >> 20
-                    ),
-                ));
-            }
-        }
+        check_memory_limit(options, || self.estimate_peak_bytes(volume, options))?;
         let member_options = PredictOptions { memory_limit: None, ..options.clone() };
         let mut prediction = if self.configurations.len() == 1 {
             self.first().predict(volume, &member_options, progress)?
@@ -903,4 +879,21 @@ fn previous_stage_dir(dir: &Path, previous_stage: &str, options: &LoadOptions) -
             sibling.map(|p| format!(" at {}", p.display())).unwrap_or_default()
         ))),
     }
+}
+
+/// Refuses, before any work, a prediction whose estimated peak memory exceeds the options' limit.
+fn check_memory_limit(options: &PredictOptions, estimate: impl FnOnce() -> u64) -> Result<()> {
+    let Some(limit) = options.memory_limit else { return Ok(()) };
+    let needed = estimate();
+    if needed > limit {
+        return Err(Error::new(
+            ErrorKind::OutOfMemory,
+            format!(
+                "this prediction needs about {} MiB, more than the memory limit of {} MiB",
+                needed >> 20,
+                limit >> 20
+            ),
+        ));
+    }
+    Ok(())
 }

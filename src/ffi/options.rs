@@ -77,6 +77,51 @@ fn with_options(options: *mut nnrt_options, f: impl FnOnce(&mut LoadOptions) -> 
     )
 }
 
+/// Parses a non-NULL name with the library's own vocabulary (what the command line accepts), for
+/// bindings that speak names rather than codes.
+fn parse_name<T: std::str::FromStr<Err = crate::Error>>(name: *const c_char) -> crate::Result<T> {
+    // SAFETY: checked non-NULL by the caller; a NUL-terminated string per the contract.
+    unsafe { str_arg(name, "name") }?.parse()
+}
+
+/// Selects the device by name, as the command line does: `auto`, `cpu`, `openvino`, `cuda` or
+/// `cuda:N`. Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (an unknown name;
+/// the message lists the known ones).
+#[no_mangle]
+pub extern "C" fn nnrt_options_set_device_name(options: *mut nnrt_options, name: *const c_char) -> nnrt_status {
+    guard(
+        || {},
+        || {
+            check_not_null!(options);
+            check_not_null!(name);
+            let device = try_status!(parse_name(name));
+            // SAFETY: non-NULL, created by `nnrt_options_new`, not used concurrently per the contract.
+            unsafe { (*options).inner.device = device };
+            NNRT_OK
+        },
+    )
+}
+
+/// Selects the network precision by name: `f32` or `bf16`.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn nnrt_options_set_network_precision_name(
+    options: *mut nnrt_options,
+    name: *const c_char,
+) -> nnrt_status {
+    guard(
+        || {},
+        || {
+            check_not_null!(options);
+            check_not_null!(name);
+            let precision = try_status!(parse_name(name));
+            // SAFETY: non-NULL, created by `nnrt_options_new`, not used concurrently per the contract.
+            unsafe { (*options).inner.network_precision = precision };
+            NNRT_OK
+        },
+    )
+}
+
 /// Selects the device: `NNRT_DEVICE_AUTO` (default), `NNRT_DEVICE_CPU`, `NNRT_DEVICE_OPENVINO`,
 /// or `NNRT_DEVICE_CUDA` with a GPU index `device_id >= 0` (ignored for the others).
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (unknown device or id).
@@ -391,6 +436,26 @@ pub extern "C" fn nnrt_predict_options_set_classification_policy(
         };
         Ok(())
     })
+}
+
+/// Selects the classification policy by name: `lesion-voxels`, `lesion-weighted` or `mean`.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn nnrt_predict_options_set_classification_policy_name(
+    options: *mut nnrt_predict_options,
+    name: *const c_char,
+) -> nnrt_status {
+    guard(
+        || {},
+        || {
+            check_not_null!(options);
+            check_not_null!(name);
+            let policy = try_status!(parse_name(name));
+            // SAFETY: non-NULL, created by `nnrt_predict_options_new`, not modified concurrently.
+            unsafe { (*options).inner.classification_policy = policy };
+            NNRT_OK
+        },
+    )
 }
 
 /// Logit accumulation in float16, rounded like nnU-Net (default: the same answer).

@@ -223,6 +223,17 @@ static void null_arguments(nnrt_model *model, const nnrt_volume *volume, nnrt_re
   EXPECT_STATUS(nnrt_options_set_previous_stage_model(NULL, "/x/lowres"), NNRT_NULL_ARGUMENT);
   EXPECT_STATUS(nnrt_options_set_previous_stage_model(options, "/x/lowres"), NNRT_OK);
   EXPECT_STATUS(nnrt_options_set_previous_stage_model(options, NULL), NNRT_OK);
+  EXPECT_STATUS(nnrt_options_set_device_name(NULL, "cpu"), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_options_set_device_name(options, NULL), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_options_set_device_name(options, "tpu"), NNRT_INVALID_ARGUMENT);
+  EXPECT(strstr(nnrt_last_error_message(), "auto, cpu, openvino") != NULL);
+  EXPECT_STATUS(nnrt_options_set_device_name(options, "cuda:1"), NNRT_OK);
+  EXPECT_STATUS(nnrt_options_set_device_name(options, "auto"), NNRT_OK);
+  EXPECT_STATUS(nnrt_options_set_network_precision_name(NULL, "f32"), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_options_set_network_precision_name(options, NULL), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_options_set_network_precision_name(options, "fp16"), NNRT_INVALID_ARGUMENT);
+  EXPECT_STATUS(nnrt_options_set_network_precision_name(options, "\xff"), NNRT_INVALID_ARGUMENT);
+  EXPECT_STATUS(nnrt_options_set_network_precision_name(options, "f32"), NNRT_OK);
 
   EXPECT_STATUS(nnrt_model_load(NULL, options, &model_out), NNRT_NULL_ARGUMENT);
   EXPECT(model_out == NULL);
@@ -347,6 +358,11 @@ static void invalid_options(const char *model_dir) {
   EXPECT_STATUS(nnrt_predict_options_set_step_size(predict_options, nan("")), NNRT_INVALID_ARGUMENT);
   EXPECT_STATUS(nnrt_predict_options_set_step_size(predict_options, 1.0), NNRT_OK);
   EXPECT_STATUS(nnrt_predict_options_set_classification_policy(predict_options, 9), NNRT_INVALID_ARGUMENT);
+  EXPECT_STATUS(nnrt_predict_options_set_classification_policy_name(NULL, "mean"), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_predict_options_set_classification_policy_name(predict_options, NULL), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_predict_options_set_classification_policy_name(predict_options, "max"), NNRT_INVALID_ARGUMENT);
+  EXPECT(strstr(nnrt_last_error_message(), "lesion-voxels") != NULL);
+  EXPECT_STATUS(nnrt_predict_options_set_classification_policy_name(predict_options, "lesion-weighted"), NNRT_OK);
   EXPECT_STATUS(nnrt_predict_options_set_classification_policy(predict_options, NNRT_CLASSIFICATION_MEAN), NNRT_OK);
   EXPECT_STATUS(nnrt_predict_options_set_classification_policy(predict_options, NNRT_CLASSIFICATION_LESION_VOXELS), NNRT_OK);
   EXPECT_STATUS(nnrt_predict_options_set_classification_policy(predict_options, NNRT_CLASSIFICATION_LESION_WEIGHTED), NNRT_OK);

@@ -159,15 +159,7 @@ fn demo() -> Result<(), String> {
     let root = root();
     fetch_ort(false)?;
     fetch_openvino()?;
-    run(Command::new(env!("CARGO")).current_dir(&root).args([
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "nnunet-rt-cli",
-        "--bin",
-        "nnunet-rt",
-    ]))?;
+    build_cli_release(&root)?;
     let out_dir = root.join("target/demo");
     std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
     let binary = root.join("target/release/nnunet-rt");
@@ -207,15 +199,7 @@ fn bench(extra: &[String]) -> Result<(), String> {
     let root = root();
     fetch_ort(false)?;
     fetch_openvino()?;
-    run(Command::new(env!("CARGO")).current_dir(&root).args([
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "nnunet-rt-cli",
-        "--bin",
-        "nnunet-rt",
-    ]))?;
+    build_cli_release(&root)?;
     let python = root.join(".venv-nnunet/bin/python");
     if !python.is_file() {
         eprintln!("xtask: creating the nnU-Net reference environment (.venv-nnunet, about 3 minutes and 5 GB, once)");
@@ -224,4 +208,9 @@ fn bench(extra: &[String]) -> Result<(), String> {
     // `cargo xtask bench -- --case small` passes the separator through; the script must not see it.
     let extra = extra.strip_prefix(&["--".to_string()]).unwrap_or(extra);
     run(Command::new(python).current_dir(&root).arg("tools/bench/bench.py").args(extra))
+}
+
+/// Builds the release `nnunet-rt` binary (target/release/nnunet-rt).
+fn build_cli_release(root: &Path) -> Result<(), String> {
+    run(Command::new(env!("CARGO")).current_dir(root).args(["build", "--release", "--quiet", "-p", "nnunet-rt-cli"]))
 }

@@ -26,14 +26,6 @@ STAGES = {
     _lib.NNRT_STAGE_EXPORT: "export",
 }
 
-# The library's names; "lesion_weighted" is kept as the spelling earlier versions took.
-CLASSIFICATION_POLICIES = {
-    "lesion-voxels": _lib.NNRT_CLASSIFICATION_LESION_VOXELS,
-    "lesion-weighted": _lib.NNRT_CLASSIFICATION_LESION_WEIGHTED,
-    "lesion_weighted": _lib.NNRT_CLASSIFICATION_LESION_WEIGHTED,
-    "mean": _lib.NNRT_CLASSIFICATION_MEAN,
-}
-
 #: numpy dtypes passed to the library without conversion (native byte order).
 DTYPE_CODES = {
     np.dtype(np.uint8): _lib.NNRT_DTYPE_U8,
@@ -299,20 +291,9 @@ class Model:
             if names:
                 array = (c_char_p * len(names))(*names)
                 _raise_for(lib, lib.nnrt_options_set_folds(options, array, len(names)))
-        # The library's names (auto, cpu, openvino, cuda, cuda:N; f32, bf16) mapped to its codes.
-        kind, _, index = str(device).partition(":")
-        codes = {"auto": _lib.NNRT_DEVICE_AUTO, "cpu": _lib.NNRT_DEVICE_CPU, "openvino": _lib.NNRT_DEVICE_OPENVINO}
-        if kind in codes and not index and ":" not in str(device):
-            code, device_id = codes[kind], 0
-        elif kind == "cuda" and (not index or index.isdigit()) and str(device) != "cuda:":
-            code, device_id = _lib.NNRT_DEVICE_CUDA, int(index or 0)
-        else:
-            raise _invalid(f"device {device!r} is not one of auto, cpu, openvino, cuda, cuda:N")
-        _raise_for(lib, lib.nnrt_options_set_device(options, code, device_id))
-        precisions = {"f32": _lib.NNRT_NETWORK_PRECISION_F32, "bf16": _lib.NNRT_NETWORK_PRECISION_BF16}
-        if network_precision not in precisions:
-            raise _invalid(f"network precision {network_precision!r} is not f32 or bf16")
-        _raise_for(lib, lib.nnrt_options_set_network_precision(options, precisions[network_precision]))
+        # Names are the library's own (auto, cpu, openvino, cuda, cuda:N; f32, bf16): it parses them.
+        _raise_for(lib, lib.nnrt_options_set_device_name(options, _name(device, "device")))
+        _raise_for(lib, lib.nnrt_options_set_network_precision_name(options, _name(network_precision, "network precision")))
         _raise_for(lib, lib.nnrt_options_set_tf32(options, 1 if tf32 else 0))
         if openvino_library is not None:
             _raise_for(lib, lib.nnrt_options_set_openvino_library(options, os.fsencode(os.fspath(openvino_library))))
@@ -489,12 +470,7 @@ class Model:
         volume.spacing[:] = _vector(spacing, 3, "spacing")
         volume.origin[:] = _vector(origin, 3, "origin")
         volume.direction[:] = _vector(direction, 9, "direction")
-        try:
-            policy = CLASSIFICATION_POLICIES[classification_policy]
-        except (KeyError, TypeError):
-            raise _invalid(
-                f"classification_policy {classification_policy!r} is not one of 'lesion-voxels', 'lesion-weighted', 'mean'"
-            ) from None
+        policy = _name(classification_policy, "classification policy")
         if progress is not None and not callable(progress):
             raise _invalid("progress must be callable or None")
 
@@ -520,7 +496,7 @@ class Model:
             _raise_for(lib, lib.nnrt_predict_options_set_step_size(options, float(step_size)))
             _raise_for(lib, lib.nnrt_predict_options_set_tta(options, 1 if tta else 0))
             _raise_for(lib, lib.nnrt_predict_options_set_probabilities(options, 1 if probabilities else 0))
-            _raise_for(lib, lib.nnrt_predict_options_set_classification_policy(options, policy))
+            _raise_for(lib, lib.nnrt_predict_options_set_classification_policy_name(options, policy))
             _raise_for(lib, lib.nnrt_predict_options_set_roi_focus(options, 1 if roi_focus else 0))
             if callback is not None:
                 _raise_for(lib, lib.nnrt_predict_options_set_progress(options, callback, None))
@@ -594,3 +570,10 @@ class Model:
             label_names=list(self._labels),
             timings_ms={"preprocess": timings[0], "network": timings[1], "export": timings[2]},
         )
+
+
+def _name(value, what: str) -> bytes:
+    """A name for the library to parse (it owns the vocabulary and the error message)."""
+    if not isinstance(value, str):
+        raise _invalid(f"{what} must be a string, got {value!r}")
+    return value.encode("utf-8")

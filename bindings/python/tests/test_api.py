@@ -269,7 +269,7 @@ def test_empty_volume(fast_model):
     [
         ({"step_size": 0.0}, "step"),
         ({"step_size": 1.5}, "step"),
-        ({"classification_policy": "max"}, "classification_policy"),
+        ({"classification_policy": "max"}, "classification policy"),
     ],
 )
 def test_invalid_predict_options(fast_model, lesion_case, kwargs, fragment):
