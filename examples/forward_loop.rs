@@ -15,7 +15,7 @@ use std::time::Instant;
 use nnunet_rt::backend::ort::{OrtNetwork, SessionSettings};
 use nnunet_rt::backend::runtime;
 use nnunet_rt::backend::TileNetwork;
-use nnunet_rt::model::ModelFolder;
+use nnunet_rt::folder::ModelFolder;
 use nnunet_rt::{Device, NetworkPrecision};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

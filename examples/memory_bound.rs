@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use nnunet_rt::backend::{TileNetwork, TileOutputs};
-use nnunet_rt::model::ModelFolder;
+use nnunet_rt::folder::ModelFolder;
 use nnunet_rt::{Geometry, Model, PredictOptions, Result, VolumeView, VoxelData};
 
 /// Logits `(input, -input, 0, ...)`: cheap, deterministic, and different per voxel.

@@ -5,8 +5,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use nnunet_rt::model::ModelFolder;
-use nnunet_rt::preprocess::{crop, normalize, resample};
+use nnunet_rt::folder::ModelFolder;
+use nnunet_rt::preprocess::{crop, normalize};
+use nnunet_rt::resample;
 use nnunet_rt::{export, io, preprocess};
 
 fn main() {

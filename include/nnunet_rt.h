@@ -772,7 +772,7 @@ const char *nnrt_status_str(uint32_t status);
 uint32_t nnrt_abi_version(void);
 
 /**
- * Static string "nnunet-rt/<version> ort/<ort crate version> api/31 [cuda]". Never NULL.
+ * Static string `"nnunet-rt/<version> ort/<ort crate version> onnxruntime-api/31"`. Never NULL.
  */
 const char *nnrt_version(void);
 

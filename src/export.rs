@@ -6,8 +6,9 @@
 use ndarray::Array4;
 use rayon::prelude::*;
 
-use crate::model::Plan;
-use crate::preprocess::{crop, resample, Preprocessed};
+use crate::folder::Plan;
+use crate::preprocess::{crop, Preprocessed};
+use crate::resample;
 use crate::window::LogitScalar;
 
 /// A label map in the caller's memory order (x fastest): `u8` while every label fits, else `u16`.
@@ -202,7 +203,7 @@ fn sigmoid(x: f32) -> f32 {
 
 /// Region sigmoids `(regions, voxels)` to labels: a region is on where its probability is > 0.5,
 /// regions written in order so later ones overwrite earlier ones; 0 where none is on.
-fn threshold_regions(probabilities: &[f32], regions: &[crate::model::Region]) -> Vec<u16> {
+fn threshold_regions(probabilities: &[f32], regions: &[crate::folder::Region]) -> Vec<u16> {
     let voxels = probabilities.len() / regions.len();
     let mut labels = vec![0u16; voxels];
     for (region, row) in regions.iter().zip(probabilities.chunks(voxels)) {
@@ -265,7 +266,7 @@ mod tests {
 
     #[test]
     fn later_regions_overwrite_earlier_ones_and_half_is_off() {
-        let region = |value| crate::model::Region { name: String::new(), labels: vec![], value };
+        let region = |value| crate::folder::Region { name: String::new(), labels: vec![], value };
         // voxels: none on, first on, both on, second only, exactly 0.5
         let probabilities = [0.1, 0.9, 0.9, 0.2, 0.5, 0.1, 0.2, 0.7, 0.6, 0.5];
         assert_eq!(threshold_regions(&probabilities, &[region(1), region(2)]), [0, 1, 2, 2, 0]);

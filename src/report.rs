@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::runtime::RuntimeInfo;
 use crate::error::{Error, Result};
+use crate::model::{Model, PredictOptions, Prediction};
 use crate::postprocess::StepReport;
-use crate::predictor::{Model, PredictOptions, Prediction};
 
 /// The report of one case.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use nnunet_rt::model::ModelFolder;
+use nnunet_rt::folder::ModelFolder;
 use nnunet_rt::{ErrorKind, Geometry, LoadOptions, Model, PredictOptions, VolumeView, VoxelData};
 
 fn temp_dir(name: &str) -> PathBuf {

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use nnunet_rt::backend::ort::{OrtNetwork, SessionSettings};
 use nnunet_rt::backend::runtime;
 use nnunet_rt::backend::TileNetwork;
+use nnunet_rt::folder::ModelFolder;
 use nnunet_rt::io::nifti;
-use nnunet_rt::model::ModelFolder;
 use nnunet_rt::{Device, ErrorKind, LoadOptions, Model, NetworkPrecision, PredictOptions, Provider};
 
 fn model_dir(name: &str) -> PathBuf {

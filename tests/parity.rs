@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use half::f16;
 use ndarray::Array4;
+use nnunet_rt::folder::ModelFolder;
 use nnunet_rt::io::{nifti, npy};
-use nnunet_rt::model::ModelFolder;
 use nnunet_rt::preprocess::{self, Preprocessed};
 use nnunet_rt::{export, ClassificationPolicy, Labels, LoadOptions, Logits, Model, PredictOptions};
 use serde_json::Value;
@@ -64,7 +64,7 @@ impl Case {
     }
 
     /// Preprocessing as nnU-Net ran it for this case (with its previous stage's labels, if any).
-    fn preprocess(&self, view: &nnunet_rt::VolumeView<'_>, plan: &nnunet_rt::model::Plan) -> Preprocessed {
+    fn preprocess(&self, view: &nnunet_rt::VolumeView<'_>, plan: &nnunet_rt::folder::Plan) -> Preprocessed {
         preprocess::preprocess_with_previous_stage(view, plan, self.reference_previous_labels().as_ref()).unwrap()
     }
 
@@ -108,7 +108,7 @@ fn reference_preprocessed(case: &Case, ours: &Preprocessed) -> Preprocessed {
 }
 
 /// Summed Gaussian weight of every voxel of the (unpadded) preprocessed grid, in float32.
-fn summed_weights(plan: &nnunet_rt::model::Plan, shape: &[usize], step: f64) -> Vec<f32> {
+fn summed_weights(plan: &nnunet_rt::folder::Plan, shape: &[usize], step: f64) -> Vec<f32> {
     use nnunet_rt::window::{gaussian, TileGrid};
     let shape = [shape[1], shape[2], shape[3]];
     let patch = plan.patch_size;

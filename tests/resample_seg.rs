@@ -3,9 +3,9 @@
 
 mod common;
 
+use nnunet_rt::folder::ResamplingSpec;
 use nnunet_rt::io::npy;
-use nnunet_rt::model::ResamplingSpec;
-use nnunet_rt::preprocess::resample::resample_segmentation;
+use nnunet_rt::resample::resample_segmentation;
 
 fn triple<T: Copy>(v: &serde_json::Value, f: impl Fn(&serde_json::Value) -> T) -> [T; 3] {
     let list = v.as_array().unwrap();
@@ -46,7 +46,7 @@ fn label_maps_resample_like_nnunet() {
 
 #[test]
 fn nearest_resize_matches_skimage() {
-    use nnunet_rt::preprocess::resample::resize_segmentation;
+    use nnunet_rt::resample::resize_segmentation;
     let row = |n: usize, m: usize| -> Vec<i16> {
         let seg: Vec<i16> = (0..n as i16).collect();
         resize_segmentation(&seg, &[1, n], &[1, m], 0)

@@ -6,7 +6,7 @@
 mod common;
 
 use nnunet_rt::backend::{TileNetwork, TileOutputs};
-use nnunet_rt::model::ModelFolder;
+use nnunet_rt::folder::ModelFolder;
 use nnunet_rt::preprocess::normalize::normalize_channel;
 use nnunet_rt::{Geometry, Model, PredictOptions, Result, Stage, VolumeView, VoxelData};
 

@@ -12,7 +12,7 @@ use super::device::{NetworkPrecision, Provider};
 use super::runtime::Runtime;
 use super::{TileNetwork, TileOutputs};
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{ExportMetadata, ROLE_CLASSIFICATION, ROLE_SEGMENTATION};
+use crate::folder::{ExportMetadata, ROLE_CLASSIFICATION, ROLE_SEGMENTATION};
 
 /// How sessions are built: the resolved provider and its settings.
 #[derive(Debug, Clone)]

@@ -141,7 +141,7 @@ pub extern "C" fn nnrt_abi_version() -> u32 {
 /// ABI version: bumped whenever a signature, struct layout or code value changes.
 pub(crate) const ABI_VERSION: u32 = 1;
 
-/// Static string "nnunet-rt/<version> ort/<ort crate version> api/31 [cuda]". Never NULL.
+/// Static string `"nnunet-rt/<version> ort/<ort crate version> onnxruntime-api/31"`. Never NULL.
 #[no_mangle]
 pub extern "C" fn nnrt_version() -> *const c_char {
     concat!("nnunet-rt/", env!("CARGO_PKG_VERSION"), " ort/2.0.0-rc.15 onnxruntime-api/31", "\0").as_ptr().cast()

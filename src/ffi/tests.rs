@@ -6,7 +6,7 @@ use std::ptr::{null, null_mut};
 
 use super::*;
 use crate::backend::{TileNetwork, TileOutputs};
-use crate::model::ModelFolder;
+use crate::folder::ModelFolder;
 use crate::Model;
 
 fn last_error() -> String {

@@ -3,13 +3,13 @@
 
 pub mod crop;
 pub mod normalize;
-pub mod resample;
 
 use ndarray::Array4;
 
 use crate::error::{Error, Result};
 use crate::export::Labels;
-use crate::model::Plan;
+use crate::folder::Plan;
+use crate::resample;
 use crate::volume::{VolumeView, VoxelData};
 
 /// A preprocessed case: the network's input grid and what export needs to undo it.

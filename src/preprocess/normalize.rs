@@ -1,7 +1,7 @@
 //! nnU-Net's normalisation schemes, in float32 arithmetic as numpy performs them.
 
 use crate::error::{Error, Result};
-use crate::model::Normalization;
+use crate::folder::Normalization;
 
 /// Normalises one channel in place. `mask` (hole-filled nonzero region) is used only by
 /// ZScore with `use_mask_for_norm`.

@@ -14,7 +14,7 @@ pub use tiles::TileGrid;
 
 use crate::backend::TileNetwork;
 use crate::error::Result;
-use crate::preprocess::resample::Sample;
+use crate::resample::Sample;
 use half::slice::HalfFloatSliceExt;
 
 /// The element type logits are accumulated and stored in: `f16` reproduces nnU-Net (which

@@ -1,4 +1,6 @@
-//! Resampling exactly as nnU-Net's `resample_data_or_seg_to_shape` does it.
+//! Resampling exactly as nnU-Net's `resample_data_or_seg_to_shape` does it — shared by
+//! preprocessing (images, a cascade's previous labels), the sliding window (its sample types)
+//! and export (logits back to the input grid).
 //!
 //! nnU-Net resizes with `skimage.transform.resize(mode='edge', anti_aliasing=False)`, which is
 //! `scipy.ndimage.zoom(order, mode='nearest', grid_mode=True)` on float64 followed by clipping to
@@ -21,7 +23,7 @@
 
 use rayon::prelude::*;
 
-use crate::model::ResamplingSpec;
+use crate::folder::ResamplingSpec;
 
 /// Voxels padded on each side before the order-3 prefilter (what scipy does for mode `nearest`).
 const SPLINE_PAD: usize = 12;

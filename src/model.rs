@@ -15,7 +15,7 @@ use crate::classify::{self, Classification, ClassificationPolicy};
 use crate::ensemble::{self, Selection, INFERENCE_INFORMATION_FILE};
 use crate::error::{Error, ErrorKind, Result};
 use crate::export::{self, Labels};
-use crate::model::{ModelFolder, Plan};
+use crate::folder::{ModelFolder, Plan};
 use crate::postprocess::{Postprocessing, StepReport};
 use crate::preprocess::{self, Preprocessed};
 use crate::volume::{Geometry, VolumeView};
@@ -559,7 +559,7 @@ impl Configuration {
         let input: u64 = volume.voxels_per_channel() as u64;
         let shape = plan.to_network_axes(volume.dims());
         let spacing = plan.to_network_axes(volume.geometry().spacing);
-        let new_shape = crate::preprocess::resample::compute_new_shape(shape, spacing, plan.target_spacing(spacing));
+        let new_shape = crate::resample::compute_new_shape(shape, spacing, plan.target_spacing(spacing));
         let resampled: u64 = new_shape.iter().map(|&n| n as u64).product();
         let padded: u64 = (0..3).map(|i| new_shape[i].max(plan.patch_size[i]) as u64).product();
         let patch: u64 = plan.patch_size.iter().map(|&n| n as u64).product();
