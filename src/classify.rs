@@ -20,7 +20,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::Error;
-use crate::window::TileEvidence;
 
 /// How tile-level head outputs become one case-level answer (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,6 +64,48 @@ impl FromStr for ClassificationPolicy {
                 "classification policy {text:?} is not one of lesion-voxels, lesion-weighted, mean"
             ))
         })
+    }
+}
+
+/// What the classification policy needs from one tile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileEvidence {
+    /// Head logits averaged over the tile's mirrored passes.
+    pub class_logits: Vec<f64>,
+    /// Sum over the tile's voxels of the softmax probability of each segmentation label
+    /// (from the tile's mirror-averaged logits, before Gaussian weighting).
+    pub label_volume: Vec<f64>,
+    /// Number of the tile's voxels whose label (first maximum of the same logits) is each label.
+    pub label_voxels: Vec<u64>,
+}
+
+impl TileEvidence {
+    /// The evidence of one tile from its mirror-averaged segmentation logits `averaged`
+    /// (`(classes, voxels)`) and the head logits of its `passes` mirrored passes, one after the
+    /// other in `cls`.
+    pub fn from_tile(averaged: &[f32], cls: &[f32], classes: usize, passes: usize) -> TileEvidence {
+        let voxels = averaged.len() / classes;
+        let mut label_volume = vec![0.0f64; classes];
+        let mut label_voxels = vec![0u64; classes];
+        let mut probs = vec![0.0f64; classes];
+        for v in 0..voxels {
+            let max = (0..classes).map(|c| averaged[c * voxels + v] as f64).fold(f64::NEG_INFINITY, f64::max);
+            // The first maximum, as the exported segmentation's argmax breaks ties.
+            let label = (0..classes).find(|&c| averaged[c * voxels + v] as f64 == max).unwrap_or(0);
+            label_voxels[label] += 1;
+            let mut sum = 0.0;
+            for (c, p) in probs.iter_mut().enumerate() {
+                *p = (averaged[c * voxels + v] as f64 - max).exp();
+                sum += *p;
+            }
+            for (acc, p) in label_volume.iter_mut().zip(&probs) {
+                *acc += p / sum;
+            }
+        }
+        let head = cls.len() / passes.max(1);
+        let class_logits =
+            (0..head).map(|k| (0..passes).map(|p| cls[p * head + k] as f64).sum::<f64>() / passes as f64).collect();
+        TileEvidence { class_logits, label_volume, label_voxels }
     }
 }
 

@@ -11,7 +11,7 @@ use crate::backend::device::{Device, NetworkPrecision};
 use crate::backend::ort::{OrtNetwork, SessionSettings};
 use crate::backend::runtime::{self, RuntimeInfo};
 use crate::backend::TileNetwork;
-use crate::classify::{self, Classification, ClassificationPolicy};
+use crate::classify::{self, Classification, ClassificationPolicy, TileEvidence};
 use crate::ensemble::{self, Selection, INFERENCE_INFORMATION_FILE};
 use crate::error::{Error, ErrorKind, Result};
 use crate::export::{self, Labels};
@@ -20,7 +20,7 @@ use crate::postprocess::{Postprocessing, StepReport};
 use crate::preprocess::{self, Preprocessed};
 use crate::volume::{Geometry, VolumeView};
 use crate::window::{
-    self, gaussian, mirror, roi, FoldAverage, LogitScalar, TileBuffers, TileEvidence, TileGrid, WindowSettings,
+    self, gaussian, mirror, roi, FoldAverage, LogitScalar, TileBuffers, TileGrid, WindowSettings,
 };
 
 /// How a model is loaded.

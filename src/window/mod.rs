@@ -13,6 +13,7 @@ use ndarray::{s, Array4, ArrayView4};
 pub use tiles::TileGrid;
 
 use crate::backend::TileNetwork;
+use crate::classify::TileEvidence;
 use crate::error::Result;
 use crate::resample::Sample;
 use half::slice::HalfFloatSliceExt;
@@ -71,18 +72,6 @@ fn update_in_f32<T: LogitScalar>(values: &mut [T], wide: &mut [f32], mut update:
         update(r, wide);
         T::narrow_row(wide, chunk);
     }
-}
-
-/// What the classification policy needs from one tile.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TileEvidence {
-    /// Head logits averaged over the tile's mirrored passes.
-    pub class_logits: Vec<f64>,
-    /// Sum over the tile's voxels of the softmax probability of each segmentation label
-    /// (from the tile's mirror-averaged logits, before Gaussian weighting).
-    pub label_volume: Vec<f64>,
-    /// Number of the tile's voxels whose label (first maximum of the same logits) is each label.
-    pub label_voxels: Vec<u64>,
 }
 
 /// Settings of one sliding-window run.
@@ -212,7 +201,7 @@ pub fn predict_fold<T: LogitScalar>(
             head = &buffers.head;
         }
         if settings.collect_evidence {
-            evidence.push(tile_evidence(averaged, head, classes, passes));
+            evidence.push(TileEvidence::from_tile(averaged, head, classes, passes));
         }
 
         // Gaussian weighting and accumulation, rounding once per addition like nnU-Net's
@@ -284,31 +273,6 @@ fn copy_tile(padded: &Array4<f32>, origin: [usize; 3], patch: [usize; 3], out: &
 /// `(z, y)` of every row of a patch, in memory order.
 fn patch_rows(patch: [usize; 3]) -> impl Iterator<Item = (usize, usize)> {
     (0..patch[0]).flat_map(move |z| (0..patch[1]).map(move |y| (z, y)))
-}
-
-fn tile_evidence(averaged: &[f32], cls: &[f32], classes: usize, passes: usize) -> TileEvidence {
-    let voxels = averaged.len() / classes;
-    let mut label_volume = vec![0.0f64; classes];
-    let mut label_voxels = vec![0u64; classes];
-    let mut probs = vec![0.0f64; classes];
-    for v in 0..voxels {
-        let max = (0..classes).map(|c| averaged[c * voxels + v] as f64).fold(f64::NEG_INFINITY, f64::max);
-        // The first maximum, as the exported segmentation's argmax breaks ties.
-        let label = (0..classes).find(|&c| averaged[c * voxels + v] as f64 == max).unwrap_or(0);
-        label_voxels[label] += 1;
-        let mut sum = 0.0;
-        for (c, p) in probs.iter_mut().enumerate() {
-            *p = (averaged[c * voxels + v] as f64 - max).exp();
-            sum += *p;
-        }
-        for (acc, p) in label_volume.iter_mut().zip(&probs) {
-            *acc += p / sum;
-        }
-    }
-    let head = cls.len() / passes.max(1);
-    let class_logits =
-        (0..head).map(|k| (0..passes).map(|p| cls[p * head + k] as f64).sum::<f64>() / passes as f64).collect();
-    TileEvidence { class_logits, label_volume, label_voxels }
 }
 
 /// Running fold average, in nnU-Net's order: `total = first; total += next` (rounded to the
