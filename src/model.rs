@@ -19,9 +19,7 @@ use crate::folder::{ModelFolder, Plan};
 use crate::postprocess::{Postprocessing, StepReport};
 use crate::preprocess::{self, Preprocessed};
 use crate::volume::{Geometry, VolumeView};
-use crate::window::{
-    self, gaussian, mirror, roi, FoldAverage, LogitScalar, TileBuffers, TileGrid, WindowSettings,
-};
+use crate::window::{self, gaussian, mirror, FoldRun, LogitScalar, TileBuffers};
 
 /// How a model is loaded.
 #[derive(Debug, Clone, Default)]
@@ -229,15 +227,6 @@ pub struct CaseLogits {
     pub passes_per_tile: usize,
     /// Tiles through the network over all folds (see [`Prediction::network_passes`]).
     pub network_passes: usize,
-}
-
-/// What running every fold produced, before the logits are wrapped by precision.
-struct FoldRun<T> {
-    logits: Array4<T>,
-    evidence: Vec<Vec<TileEvidence>>,
-    tiles: usize,
-    passes_per_tile: usize,
-    network_passes: usize,
 }
 
 impl<T> FoldRun<T> {
@@ -479,71 +468,23 @@ impl Configuration {
         progress: &mut dyn FnMut(f64) -> Result<()>,
     ) -> Result<FoldRun<T>> {
         let plan = self.plan();
-        let shape = [pre.data.shape()[1], pre.data.shape()[2], pre.data.shape()[3]];
-        let grid = TileGrid::for_network(shape, plan.patch_size, options.step_size, plan.network_dims)?;
         let flips = if options.mirroring { mirror::flip_sets(&self.folder.mirroring_axes) } else { Vec::new() };
-        let settings = WindowSettings {
-            grid: &grid,
+        let case = window::CaseWindow {
+            data: &pre.data,
+            patch: plan.patch_size,
+            network_dims: plan.network_dims,
+            step_size: options.step_size,
             gaussian: &self.gaussian,
             flips: &flips,
             classes: plan.num_outputs(),
             collect_evidence: self.folder.classification.is_some(),
-            selected: None,
+            roi_focus: options.roi_focus,
         };
-        let padded = window::padded(&pre.data, &grid);
         let mut engine = self.engine.lock().map_err(|_| {
             Error::new(ErrorKind::Poisoned, "the model is unusable: an earlier prediction panicked; load it again")
         })?;
         let Engine { networks, buffers } = &mut *engine;
-        let folds = networks.len();
-        if folds == 0 {
-            return Err(Error::invalid_model("the model has no fold to run"));
-        }
-
-        // ROI focus: the first pass, then the tiles near its foreground. Progress counts the first
-        // pass as one fold's worth of work.
-        let mut coarse = None;
-        let mut selected = None;
-        let mut network_passes = 0;
-        let stages = if options.roi_focus { folds + 1 } else { folds };
-        if options.roi_focus {
-            let coarse_grid = TileGrid::for_network(shape, plan.patch_size, roi::COARSE_STEP, plan.network_dims)?;
-            let coarse_settings = WindowSettings { grid: &coarse_grid, flips: &[], ..settings.clone() };
-            let first = window::predict_fold::<T>(
-                &window::padded(&pre.data, &coarse_grid),
-                &coarse_settings,
-                networks[0].as_mut(),
-                buffers,
-                &mut |done, total| progress(done as f64 / (stages * total) as f64),
-            )?;
-            network_passes += coarse_grid.len();
-            let foreground = roi::foreground(&first.logits);
-            selected = Some(roi::select_tiles(&grid, &foreground, roi::margin(plan.patch_size)));
-            coarse = Some((first.logits, first.evidence));
-        }
-        let settings = WindowSettings { selected: selected.as_deref(), ..settings };
-        let first_stage = stages - folds;
-
-        let mut average = FoldAverage::<T>::default();
-        let mut evidence = Vec::with_capacity(folds);
-        for (f, network) in networks.iter_mut().enumerate() {
-            let out = window::predict_fold::<T>(&padded, &settings, network.as_mut(), buffers, &mut |done, total| {
-                progress((first_stage + f) as f64 / stages as f64 + done as f64 / (stages * total.max(1)) as f64)
-            })?;
-            network_passes +=
-                (1 + flips.len()) * selected.as_ref().map_or(grid.len(), |s| s.iter().filter(|&&run| run).count());
-            average.add(out.logits);
-            evidence.push(out.evidence);
-        }
-        let mut logits = average.finish().ok_or_else(|| Error::invalid_model("the model has no fold to run"))?;
-        if let (Some((coarse, coarse_evidence)), Some(selected)) = (coarse, &selected) {
-            roi::fill_uncovered(&mut logits, &coarse, &roi::coverage(&grid, selected));
-            if !selected.contains(&true) {
-                // No foreground anywhere: the first pass is the only evidence there is.
-                evidence = vec![coarse_evidence];
-            }
-        }
-        Ok(FoldRun { logits, evidence, tiles: grid.len(), passes_per_tile: 1 + flips.len(), network_passes })
+        window::run_folds(&case, networks, buffers, progress)
     }
 
     /// Estimated peak memory of predicting `volume` (bytes): the largest of the preprocessing,

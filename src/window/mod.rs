@@ -275,6 +275,114 @@ fn patch_rows(patch: [usize; 3]) -> impl Iterator<Item = (usize, usize)> {
     (0..patch[0]).flat_map(move |z| (0..patch[1]).map(move |y| (z, y)))
 }
 
+/// One case through every fold: what [`run_folds`] needs besides the networks.
+#[derive(Debug, Clone)]
+pub struct CaseWindow<'a> {
+    /// The preprocessed case `(channels, z', y', x')`, not padded.
+    pub data: &'a Array4<f32>,
+    /// Patch (`[1, Py, Px]` for a 2-D network).
+    pub patch: [usize; 3],
+    /// 2 or 3 (see [`TileGrid::for_network`]).
+    pub network_dims: usize,
+    /// Step as a fraction of the patch.
+    pub step_size: f64,
+    /// Gaussian importance map of the patch.
+    pub gaussian: &'a [f16],
+    /// Mirror axis sets run after the identity pass.
+    pub flips: &'a [[bool; 3]],
+    /// Network output channels.
+    pub classes: usize,
+    /// Whether to collect per-tile classification evidence.
+    pub collect_evidence: bool,
+    /// Opt-in ROI focus ([`roi`]): a cheap first pass, then only the tiles near its foreground.
+    pub roi_focus: bool,
+}
+
+/// What running every fold produced: the fold-averaged logits and per-fold tile evidence.
+#[derive(Debug)]
+pub struct FoldRun<T> {
+    /// Fold-averaged logits on the unpadded grid.
+    pub logits: Array4<T>,
+    /// Per fold, per tile classification evidence (empty without a head).
+    pub evidence: Vec<Vec<TileEvidence>>,
+    /// Tiles per fold.
+    pub tiles: usize,
+    /// Network passes per tile.
+    pub passes_per_tile: usize,
+    /// Tiles through the network over all folds, mirrored copies and ROI's first pass counted.
+    pub network_passes: usize,
+}
+
+/// The fold ensemble: every network (one per fold, in order) over the case, averaged as nnU-Net
+/// does ([`FoldAverage`]), with the ROI focus's two passes when asked. `progress(fraction)` runs
+/// after every tile; the ROI first pass counts as one fold's worth of work.
+pub fn run_folds<T: LogitScalar>(
+    case: &CaseWindow<'_>,
+    networks: &mut [Box<dyn TileNetwork + Send>],
+    buffers: &mut TileBuffers,
+    progress: &mut dyn FnMut(f64) -> Result<()>,
+) -> Result<FoldRun<T>> {
+    let shape = [case.data.shape()[1], case.data.shape()[2], case.data.shape()[3]];
+    let grid = TileGrid::for_network(shape, case.patch, case.step_size, case.network_dims)?;
+    let settings = WindowSettings {
+        grid: &grid,
+        gaussian: case.gaussian,
+        flips: case.flips,
+        classes: case.classes,
+        collect_evidence: case.collect_evidence,
+        selected: None,
+    };
+    let padded_data = padded(case.data, &grid);
+    let folds = networks.len();
+    if folds == 0 {
+        return Err(crate::error::Error::invalid_model("the model has no fold to run"));
+    }
+
+    let mut coarse = None;
+    let mut selected = None;
+    let mut network_passes = 0;
+    let stages = if case.roi_focus { folds + 1 } else { folds };
+    if case.roi_focus {
+        let coarse_grid = TileGrid::for_network(shape, case.patch, roi::COARSE_STEP, case.network_dims)?;
+        let coarse_settings = WindowSettings { grid: &coarse_grid, flips: &[], ..settings.clone() };
+        let first = predict_fold::<T>(
+            &padded(case.data, &coarse_grid),
+            &coarse_settings,
+            networks[0].as_mut(),
+            buffers,
+            &mut |done, total| progress(done as f64 / (stages * total) as f64),
+        )?;
+        network_passes += coarse_grid.len();
+        let foreground = roi::foreground(&first.logits);
+        selected = Some(roi::select_tiles(&grid, &foreground, roi::margin(case.patch)));
+        coarse = Some((first.logits, first.evidence));
+    }
+    let settings = WindowSettings { selected: selected.as_deref(), ..settings };
+    let first_stage = stages - folds;
+
+    let mut average = FoldAverage::<T>::default();
+    let mut evidence = Vec::with_capacity(folds);
+    for (f, network) in networks.iter_mut().enumerate() {
+        let out = predict_fold::<T>(&padded_data, &settings, network.as_mut(), buffers, &mut |done, total| {
+            progress((first_stage + f) as f64 / stages as f64 + done as f64 / (stages * total.max(1)) as f64)
+        })?;
+        network_passes +=
+            (1 + case.flips.len()) * selected.as_ref().map_or(grid.len(), |s| s.iter().filter(|&&run| run).count());
+        average.add(out.logits);
+        evidence.push(out.evidence);
+    }
+    let mut logits =
+        average.finish().ok_or_else(|| crate::error::Error::invalid_model("the model has no fold to run"))?;
+    if let (Some((coarse, coarse_evidence)), Some(selected)) = (coarse, &selected) {
+        roi::fill_uncovered(&mut logits, &coarse, &roi::coverage(&grid, selected));
+        if !selected.contains(&true) {
+            // No foreground anywhere: the first pass is the only evidence there is.
+            evidence = vec![coarse_evidence];
+        }
+    }
+    Ok(FoldRun { logits, evidence, tiles: grid.len(), passes_per_tile: 1 + case.flips.len(), network_passes })
+}
+
 /// Running fold average, in nnU-Net's order: `total = first; total += next` (rounded to the
 /// logit type per addition), then `total / n` when there is more than one fold. Folds are added
 /// as they finish, so only one fold's logits are held besides the total.
