@@ -175,6 +175,26 @@ pub fn export<T: LogitScalar>(
     Exported { labels, probabilities }
 }
 
+/// Peak bytes of [`export`] from `new_shape` logits (`classes` channels, `logit_bytes` each) back
+/// to `shape`: the logits and, when resampling, the resampled logits plus one channel in float64
+/// three times; the labels; probabilities (cropped and pasted) when requested.
+pub fn working_set_bytes(
+    classes: usize,
+    shape: [usize; 3],
+    new_shape: [usize; 3],
+    logit_bytes: u64,
+    probabilities: bool,
+) -> u64 {
+    let classes = classes as u64;
+    let input: u64 = shape.iter().map(|&n| n as u64).product();
+    let resampled: u64 = new_shape.iter().map(|&n| n as u64).product();
+    let resampling = new_shape != shape;
+    classes * resampled * logit_bytes
+        + if resampling { classes * input * logit_bytes + 3 * input.max(resampled) * 8 } else { 0 }
+        + 3 * input
+        + if probabilities { 2 * classes * input * 4 } else { 0 }
+}
+
 /// The label map that probabilities `(outputs, voxels)` give (softmax probabilities or region
 /// sigmoids, e.g. an ensemble's average): the first maximum, or each region where its probability
 /// is above 0.5 in `regions_class_order`, later regions overwriting earlier ones — nnU-Net's

@@ -495,45 +495,34 @@ impl Configuration {
     /// patch size: ~1.4 GiB for ResEncUNet-M at 64 x 128 x 192 on the CPU) come on top.
     pub fn estimate_peak_bytes(&self, volume: &VolumeView<'_>, options: &PredictOptions) -> u64 {
         let plan = self.plan();
-        let channels = plan.network_input_channels() as u64;
-        let classes = plan.num_outputs() as u64;
         let input: u64 = volume.voxels_per_channel() as u64;
         let shape = plan.to_network_axes(volume.dims());
         let spacing = plan.to_network_axes(volume.geometry().spacing);
         let new_shape = crate::resample::compute_new_shape(shape, spacing, plan.target_spacing(spacing));
-        let resampled: u64 = new_shape.iter().map(|&n| n as u64).product();
-        let padded: u64 = (0..3).map(|i| new_shape[i].max(plan.patch_size[i]) as u64).product();
-        let patch: u64 = plan.patch_size.iter().map(|&n| n as u64).product();
         let logit_bytes = match options.precision {
             Precision::Half => 2,
             Precision::Single => 4,
         };
-        // Whether anything is resampled or padded (judged on the uncropped shape: a crop only
-        // shrinks the buffers counted here).
-        let resampling = new_shape != shape;
-        let padding = (0..3).any(|i| new_shape[i] < plan.patch_size[i]);
-        // Preprocessing: cropped float32 copy; when resampling, float64 input + spline
-        // coefficients + in-plane planes + output of one channel, and the float32 result.
-        let spline: u64 = (0..3).map(|i| shape[i] as u64 + 24).product();
-        let in_plane = (shape[0] as u64 + 24) * (new_shape[1] * new_shape[2]) as u64;
-        let resample_work = input * 8 + spline * 8 + in_plane * 8 + resampled * 8 + channels * resampled * 4;
-        let preprocess = channels * input * 4 + if resampling { resample_work } else { 0 };
-        // Sliding window: the preprocessed array (and its padded copy), running total plus one
-        // fold's logits, weights, tile buffers (the tile and its network input, one pass's
-        // output, flip and average scratch: passes run one at a time).
-        let window = channels * resampled * 4
-            + if padding { channels * padded * 4 } else { 0 }
-            + 2 * classes * padded * logit_bytes
-            + padded * logit_bytes
-            + patch * 4 * (2 * channels + 3 * classes);
-        // Export: logits on the network grid and, when resampling, resampled plus one channel in
-        // float64 three times; labels; probabilities (cropped and pasted) when requested.
-        let probabilities = if options.probabilities { 2 * classes * input * 4 } else { 0 };
-        let export = classes * resampled * logit_bytes
-            + if resampling { classes * input * logit_bytes + 3 * input.max(resampled) * 8 } else { 0 }
-            + 3 * input
-            + probabilities;
-        preprocess.max(window).max(export)
+        // Each stage states its own buffers; they run one after the other.
+        let preprocess = preprocess::working_set_bytes(plan.network_input_channels(), shape, new_shape);
+        let window = window::working_set_bytes(
+            plan.network_input_channels(),
+            plan.num_outputs(),
+            new_shape,
+            plan.patch_size,
+            logit_bytes,
+        );
+        let export =
+            export::working_set_bytes(plan.num_outputs(), shape, new_shape, logit_bytes, options.probabilities);
+        let own = preprocess.max(window).max(export);
+        match &self.previous {
+            // A cascade's first stage runs before; its labels stay while this stage runs.
+            Some(previous) => {
+                let options = PredictOptions { probabilities: false, ..options.clone() };
+                previous.estimate_peak_bytes(volume, &options).max(own + input)
+            }
+            None => own,
+        }
     }
 
     /// Case-level classification from per-fold tile evidence (None without a head).

@@ -99,6 +99,20 @@ pub fn preprocess_with_previous_stage(
     Ok(Preprocessed { data: out, shape_before_cropping: shape, bbox, shape_after_cropping, original_spacing })
 }
 
+/// Peak bytes of [`preprocess`] for `channels` channels of `shape` voxels (transposed) resampled
+/// to `new_shape`: the cropped float32 copy and, when resampling, one channel's float64 input,
+/// spline coefficients (12 voxels of padding per side), in-plane planes and output, plus the
+/// float32 result. Counted on the uncropped shape: a crop only shrinks these buffers.
+pub fn working_set_bytes(channels: usize, shape: [usize; 3], new_shape: [usize; 3]) -> u64 {
+    let channels = channels as u64;
+    let input: u64 = shape.iter().map(|&n| n as u64).product();
+    let resampled: u64 = new_shape.iter().map(|&n| n as u64).product();
+    let spline: u64 = (0..3).map(|i| shape[i] as u64 + 24).product();
+    let in_plane = (shape[0] as u64 + 24) * (new_shape[1] * new_shape[2]) as u64;
+    let resample_work = input * 8 + spline * 8 + in_plane * 8 + resampled * 8 + channels * resampled * 4;
+    channels * input * 4 + if new_shape != shape { resample_work } else { 0 }
+}
+
 /// The previous stage's labels as the cascade network's extra channels, on the preprocessed grid.
 fn previous_stage_channels(
     volume: &VolumeView<'_>,

@@ -275,6 +275,29 @@ fn patch_rows(patch: [usize; 3]) -> impl Iterator<Item = (usize, usize)> {
     (0..patch[0]).flat_map(move |z| (0..patch[1]).map(move |y| (z, y)))
 }
 
+/// Peak bytes of [`run_folds`] on a case of `channels` x `shape` voxels: the preprocessed array
+/// and its padded copy, the running total plus one fold's logits and the weights (`logit_bytes`
+/// per value), and the tile buffers (the tile and its network input, one pass's output, flip and
+/// average scratch: passes run one at a time).
+pub fn working_set_bytes(
+    channels: usize,
+    classes: usize,
+    shape: [usize; 3],
+    patch: [usize; 3],
+    logit_bytes: u64,
+) -> u64 {
+    let (channels, classes) = (channels as u64, classes as u64);
+    let voxels: u64 = shape.iter().map(|&n| n as u64).product();
+    let padded: u64 = (0..3).map(|i| shape[i].max(patch[i]) as u64).product();
+    let patch_voxels: u64 = patch.iter().map(|&n| n as u64).product();
+    let padding = (0..3).any(|i| shape[i] < patch[i]);
+    channels * voxels * 4
+        + if padding { channels * padded * 4 } else { 0 }
+        + 2 * classes * padded * logit_bytes
+        + padded * logit_bytes
+        + patch_voxels * 4 * (2 * channels + 3 * classes)
+}
+
 /// One case through every fold: what [`run_folds`] needs besides the networks.
 #[derive(Debug, Clone)]
 pub struct CaseWindow<'a> {
