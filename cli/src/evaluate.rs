@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use nnunet_rt::io::nifti::read_image;
 use nnunet_rt::metrics::{
-    aggregate, classification_report, default_regions, evaluate_labels, parse_regions, CaseMetrics,
-    ClassificationReport, LabelBuffer, LabelVolume, Region, RegionMetrics, RegionSummary, Stats, Summary, Tolerances,
+    aggregate, classification_report, complete_default_regions, default_regions, evaluate_labels, parse_regions,
+    CaseMetrics, ClassificationReport, LabelBuffer, LabelVolume, Region, RegionSummary, Stats, Summary, Tolerances,
     HAUSDORFF_PERCENT,
 };
 use nnunet_rt::report::CaseReport;
@@ -168,7 +168,11 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     let regions = match explicit_regions {
         Some(regions) => regions,
         None => {
-            let regions = complete_default_regions(&mut cases, &tolerances);
+            let mut metrics: Vec<_> = cases.iter().map(|c| c.metrics.clone()).collect();
+            let regions = complete_default_regions(&mut metrics, &tolerances);
+            for (case, complete) in cases.iter_mut().zip(metrics) {
+                case.metrics = complete;
+            }
             for (name, _) in tolerances.per_region.iter().filter(|(n, _)| !regions.iter().any(|r| &r.name == n)) {
                 report_error(format!(
                     "NSD tolerance given for region \"{name}\", which no case has (regions: {:?})",
@@ -300,35 +304,6 @@ fn read_labels(path: &Path) -> Result<(Vec<f32>, [usize; 3], [f64; 3])> {
         ));
     }
     Ok((v.data, v.dims, v.geometry.spacing))
-}
-
-/// With default regions every case lists only the labels it contains; adds the missing ones as
-/// empty in both masks so all cases list the same regions, in ascending label order.
-fn complete_default_regions(cases: &mut [CaseEntry], tolerances: &Tolerances) -> Vec<Region> {
-    let mut labels: Vec<u32> =
-        cases.iter().flat_map(|c| c.metrics.regions.iter().flat_map(|r| r.labels.clone())).collect();
-    labels.sort_unstable();
-    labels.dedup();
-    let regions: Vec<Region> = labels
-        .iter()
-        .map(|&l| {
-            let mut r = Region::new(l.to_string(), vec![l]);
-            r.nsd_tolerance_mm = tolerances.for_region(&r.name);
-            r
-        })
-        .collect();
-    for case in cases {
-        let mut complete = Vec::with_capacity(regions.len());
-        for region in &regions {
-            let found = case.metrics.regions.iter().position(|m| m.region == region.name);
-            complete.push(match found {
-                Some(i) => case.metrics.regions[i].clone(),
-                None => RegionMetrics::both_empty(region),
-            });
-        }
-        case.metrics.regions = complete;
-    }
-    regions
 }
 
 fn region_names(regions: &[Region]) -> Vec<&str> {

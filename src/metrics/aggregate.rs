@@ -19,6 +19,7 @@
 use serde::Serialize;
 
 use super::case::{CaseMetrics, RegionMetrics};
+use super::labels::{Region, Tolerances};
 
 /// Statistics of one metric over cases.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -179,4 +180,33 @@ mod tests {
         assert_eq!((even.median, even.mean), (2.5, 2.5));
         assert!(Stats::of(&[], 0).mean.is_nan());
     }
+}
+
+/// A dataset evaluated with default regions (one per label each case contains): every case gets
+/// every label of the dataset, the missing ones as empty in both masks (Dice 1, distances 0), so
+/// that all cases list the same regions, in ascending label order. Returns those regions, with
+/// their NSD tolerances.
+pub fn complete_default_regions(cases: &mut [CaseMetrics], tolerances: &Tolerances) -> Vec<Region> {
+    let mut labels: Vec<u32> = cases.iter().flat_map(|c| c.regions.iter().flat_map(|r| r.labels.clone())).collect();
+    labels.sort_unstable();
+    labels.dedup();
+    let regions: Vec<Region> = labels
+        .iter()
+        .map(|&l| {
+            let mut r = Region::new(l.to_string(), vec![l]);
+            r.nsd_tolerance_mm = tolerances.for_region(&r.name);
+            r
+        })
+        .collect();
+    for case in cases {
+        let complete = regions
+            .iter()
+            .map(|region| match case.regions.iter().find(|m| m.region == region.name) {
+                Some(found) => found.clone(),
+                None => RegionMetrics::both_empty(region),
+            })
+            .collect();
+        case.regions = complete;
+    }
+    regions
 }

@@ -63,7 +63,7 @@ pub mod edt;
 mod labels;
 pub mod surface;
 
-pub use aggregate::{aggregate, RegionSummary, Stats, Summary};
+pub use aggregate::{aggregate, complete_default_regions, RegionSummary, Stats, Summary};
 pub use case::{
     check_pair, evaluate_labels, CaseMetrics, Emptiness, RegionMetrics, HAUSDORFF_PERCENT, SPACING_TOLERANCE,
 };
