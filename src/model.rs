@@ -110,6 +110,34 @@ pub enum Precision {
     Single,
 }
 
+impl Precision {
+    /// Stable lower-case name: `half` or `single`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Half => "half",
+            Precision::Single => "single",
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+
+    /// `half` or `single`.
+    fn from_str(text: &str) -> Result<Self> {
+        [Precision::Half, Precision::Single]
+            .into_iter()
+            .find(|p| p.name() == text)
+            .ok_or_else(|| Error::invalid_argument(format!("precision {text:?} is not half or single")))
+    }
+}
+
 /// Fold-averaged logits `(classes, z', y', x')` in the precision they were accumulated in.
 #[derive(Debug, Clone)]
 pub enum Logits {

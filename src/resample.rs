@@ -167,7 +167,7 @@ fn halfway_between_f16(x: f32) -> bool {
 
 /// Resamples one channel, `input` of `shape` (C order), to `new_shape`, as nnU-Net's
 /// `resample_data_or_seg_to_shape` does for one channel of data (`is_seg = False`).
-pub fn resample_channel<T: Sample>(
+pub fn resample_channel<T: Sample + Default>(
     input: &[T],
     shape: [usize; 3],
     new_shape: [usize; 3],
@@ -210,31 +210,16 @@ pub fn resample_segmentation(
     let Some(axis) = separate_z_axis(current_spacing, new_spacing, spec.force_separate_z) else {
         return resize_segmentation(seg, &shape, &new_shape, spec.order);
     };
-    let [pa, pb] = match axis {
-        0 => [1, 2],
-        1 => [0, 2],
-        _ => [0, 1],
-    };
-    let in_plane = [shape[pa], shape[pb]];
-    let out_plane = [new_shape[pa], new_shape[pb]];
+    let [pa, pb] = in_plane_axes(axis);
+    let (in_plane, out_plane) = ([shape[pa], shape[pb]], [new_shape[pa], new_shape[pb]]);
     let strides = [shape[1] * shape[2], shape[2], 1];
-    let source = nearest_z_indices(shape[axis], new_shape[axis]);
-    let slices: Vec<Vec<i16>> = (0..shape[axis])
-        .into_par_iter()
-        .map(|s| {
-            let slice: Vec<i16> = (0..in_plane[0])
-                .flat_map(|a| (0..in_plane[1]).map(move |b| s * strides[axis] + a * strides[pa] + b * strides[pb]))
-                .map(|i| seg[i])
-                .collect();
-            resize_segmentation(&slice, &in_plane, &out_plane, spec.order)
-        })
-        .collect();
-    let mut out = vec![0i16; new_shape.iter().product()];
-    for (i, value) in out.iter_mut().enumerate() {
-        let index = [i / (new_shape[1] * new_shape[2]), (i / new_shape[2]) % new_shape[1], i % new_shape[2]];
-        *value = slices[source[index[axis]]][index[pa] * out_plane[1] + index[pb]];
-    }
-    out
+    across_thick_axis(shape, new_shape, axis, |s| {
+        let slice: Vec<i16> = (0..in_plane[0])
+            .flat_map(|a| (0..in_plane[1]).map(move |b| s * strides[axis] + a * strides[pa] + b * strides[pb]))
+            .map(|i| seg[i])
+            .collect();
+        resize_segmentation(&slice, &in_plane, &out_plane, spec.order)
+    })
 }
 
 /// batchgenerators' `resize_segmentation` (0.25): every label's indicator is resized (skimage
@@ -314,51 +299,63 @@ fn min_max(data: &[f64]) -> (f64, f64) {
 ///
 /// Only the slices the nearest-neighbour step picks are resampled; the others cannot reach the
 /// output (downsampling along the thick axis skips some).
-fn resample_separate_z<T: Sample>(
+fn resample_separate_z<T: Sample + Default>(
     input: &[T],
     shape: [usize; 3],
     new_shape: [usize; 3],
     axis: usize,
     order: usize,
 ) -> Vec<T> {
-    // The two in-plane axes, in order.
-    let [pa, pb] = match axis {
+    let [pa, pb] = in_plane_axes(axis);
+    let (in_plane, out_plane) = ([shape[pa], shape[pb]], [new_shape[pa], new_shape[pb]]);
+    let strides = [shape[1] * shape[2], shape[2], 1];
+    across_thick_axis(shape, new_shape, axis, |s| {
+        let mut slice = Vec::with_capacity(in_plane[0] * in_plane[1]);
+        for a in 0..in_plane[0] {
+            let row = s * strides[axis] + a * strides[pa];
+            if strides[pb] == 1 {
+                T::widen_into(&input[row..row + in_plane[1]], &mut slice);
+            } else {
+                slice.extend((0..in_plane[1]).map(|b| input[row + b * strides[pb]].to_f64()));
+            }
+        }
+        let resized = resize_2d(&slice, in_plane, out_plane, order);
+        let mut narrow = Vec::with_capacity(resized.len());
+        T::narrow_into(&resized, &mut narrow);
+        narrow
+    })
+}
+
+/// The two in-plane axes, in order, when `axis` is the thick one.
+fn in_plane_axes(axis: usize) -> [usize; 2] {
+    match axis {
         0 => [1, 2],
         1 => [0, 2],
         _ => [0, 1],
-    };
-    let in_plane = [shape[pa], shape[pb]];
+    }
+}
+
+/// nnU-Net's separate-z scheme: `resize_slice(s)` resamples input slice `s` (across the thick
+/// `axis`) to the new in-plane shape, and each output slice takes the nearest input slice along
+/// `axis`. Only the slices the nearest-neighbour step picks are resampled (downsampling along the
+/// thick axis skips some).
+fn across_thick_axis<T: Copy + Default + Send + Sync>(
+    shape: [usize; 3],
+    new_shape: [usize; 3],
+    axis: usize,
+    resize_slice: impl Fn(usize) -> Vec<T> + Sync,
+) -> Vec<T> {
+    let [pa, pb] = in_plane_axes(axis);
     let out_plane = [new_shape[pa], new_shape[pb]];
-    let strides = [shape[1] * shape[2], shape[2], 1];
     let source = nearest_z_indices(shape[axis], new_shape[axis]);
     let mut picked = vec![false; shape[axis]];
     source.iter().for_each(|&s| picked[s] = true);
-
-    let slices: Vec<Option<Vec<T>>> = (0..shape[axis])
-        .into_par_iter()
-        .map(|s| {
-            if !picked[s] {
-                return None;
-            }
-            let mut slice = Vec::with_capacity(in_plane[0] * in_plane[1]);
-            for a in 0..in_plane[0] {
-                let row = s * strides[axis] + a * strides[pa];
-                if strides[pb] == 1 {
-                    T::widen_into(&input[row..row + in_plane[1]], &mut slice);
-                } else {
-                    slice.extend((0..in_plane[1]).map(|b| input[row + b * strides[pb]].to_f64()));
-                }
-            }
-            let resized = resize_2d(&slice, in_plane, out_plane, order);
-            let mut narrow = Vec::with_capacity(resized.len());
-            T::narrow_into(&resized, &mut narrow);
-            Some(narrow)
-        })
-        .collect();
+    let slices: Vec<Option<Vec<T>>> =
+        (0..shape[axis]).into_par_iter().map(|s| picked[s].then(|| resize_slice(s))).collect();
     let slice_of = |k: usize| slices[source[k]].as_deref().expect("every picked slice was resampled");
 
     let plane_len = new_shape[1] * new_shape[2];
-    let mut out = vec![T::from_f64(0.0); new_shape.iter().product()];
+    let mut out = vec![T::default(); new_shape.iter().product()];
     out.par_chunks_mut(plane_len).enumerate().for_each(|(i0, plane)| {
         if axis == 0 {
             plane.copy_from_slice(slice_of(i0));

@@ -114,8 +114,8 @@ pub struct PredictArgs {
     classification_policy: ClassificationPolicy,
     /// Logit accumulation around the network: `half` reproduces nnU-Net exactly, `single` is more
     /// accurate (not the network's arithmetic: see --network-precision)
-    #[arg(long, default_value = "half", value_parser = ["half", "single"])]
-    precision: String,
+    #[arg(long, default_value = "half", value_parser = parse_name::<Precision>)]
+    precision: Precision,
     /// Refuse a case up front when its estimated peak memory exceeds this (bytes, or with K/M/G)
     #[arg(long = "memory-limit", value_parser = parse_bytes)]
     memory_limit: Option<u64>,
@@ -156,7 +156,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         mirroring: !args.disable_tta,
         probabilities: args.save_probabilities,
         classification_policy: args.classification_policy,
-        precision: if args.precision == "single" { Precision::Single } else { Precision::Half },
+        precision: args.precision,
         memory_limit: args.memory_limit,
         roi_focus: args.roi_focus,
     };

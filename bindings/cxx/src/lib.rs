@@ -327,10 +327,7 @@ fn version() -> String {
 }
 
 fn precision_name(precision: Precision) -> &'static str {
-    match precision {
-        Precision::Half => "half",
-        Precision::Single => "single",
-    }
+    precision.name()
 }
 
 impl LoadOptions {
@@ -364,14 +361,8 @@ impl PredictOptions {
             name => name.parse()?,
         };
         let precision = match self.precision.as_str() {
-            "" | "half" => Precision::Half,
-            "single" => Precision::Single,
-            other => {
-                return Err(Failure::new(
-                    ErrorKind::InvalidArgument,
-                    format!("precision {other:?} is not half or single"),
-                ))
-            }
+            "" => Precision::default(),
+            name => name.parse()?,
         };
         nnunet_rt::window::tiles::check_step_size(self.step_size)?;
         Ok(nnunet_rt::PredictOptions {
