@@ -2,7 +2,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::status::{clear_last_error, nnrt_status, set_last_error, NNRT_PANIC};
+use super::status::{clear_last_error, fail, nnrt_status, set_last_error, NNRT_NULL_ARGUMENT, NNRT_OK, NNRT_PANIC};
 
 /// Runs `body` so that no panic unwinds into C: a panic becomes `NNRT_PANIC` with its message as
 /// the last error. `on_panic` runs after a panic (e.g. to poison a model).
@@ -57,4 +57,37 @@ pub(crate) unsafe fn str_arg<'a>(ptr: *const std::ffi::c_char, name: &str) -> cr
     text.to_str().map_err(|_| {
         crate::Error::new(crate::ErrorKind::InvalidArgument, format!("argument `{name}` is not valid UTF-8"))
     })
+}
+
+/// The boundary of a read-only query on a handle (a model, a result): checks `handle`, then
+/// `out`, runs `query` and writes its value through `out`. A NULL gives `NNRT_NULL_ARGUMENT`
+/// naming the parameter; a failed query its own status; `*out` is untouched on failure.
+///
+/// The caller's contract (documented on each exported function) is that a non-NULL `handle` is a
+/// live object of its type and a non-NULL `out` is writable.
+pub(crate) fn query<H, T>(
+    handle: *const H,
+    handle_name: &str,
+    out: *mut T,
+    query: impl FnOnce(&H) -> crate::Result<T>,
+) -> nnrt_status {
+    guard(
+        || {},
+        || {
+            for (null, name) in [(handle.is_null(), handle_name), (out.is_null(), "out")] {
+                if null {
+                    set_last_error(&format!("argument `{name}` is NULL"));
+                    return NNRT_NULL_ARGUMENT;
+                }
+            }
+            // SAFETY: non-NULL and, per the caller's contract, a live object of type H.
+            let value = match query(unsafe { &*handle }) {
+                Ok(value) => value,
+                Err(err) => return fail(err),
+            };
+            // SAFETY: non-NULL and writable per the caller's contract.
+            unsafe { *out = value };
+            NNRT_OK
+        },
+    )
 }

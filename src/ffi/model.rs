@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_void, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::boundary::{check_not_null, guard, str_arg, try_status};
+use super::boundary::{check_not_null, guard, query, str_arg, try_status};
 use super::options::{
     nnrt_options, nnrt_predict_options, NNRT_STAGE_EXPORT, NNRT_STAGE_NETWORK, NNRT_STAGE_PREPROCESS,
 };
@@ -140,40 +140,27 @@ macro_rules! model_ref {
     }};
 }
 
-/// Writes `value` through a checked out-pointer.
-macro_rules! write_out {
-    ($out:ident, $value:expr) => {{
-        check_not_null!($out);
-        // SAFETY: non-NULL and writable per the contract.
-        unsafe { *$out = $value };
-        NNRT_OK
-    }};
+/// A read-only query on a model (see [`query`]).
+fn query_model<T>(
+    model: *const nnrt_model,
+    out: *mut T,
+    model_query: impl FnOnce(&nnrt_model) -> crate::Result<T>,
+) -> nnrt_status {
+    query(model, "model", out, model_query)
 }
 
 /// Number of input channels the model expects.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_model_num_channels(model: *const nnrt_model, out: *mut usize) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            let m = model_ref!(model);
-            write_out!(out, m.model.plan().channel_names.len())
-        },
-    )
+    query_model(model, out, |m| Ok(m.model.plan().channel_names.len()))
 }
 
 /// Number of output labels, background included (label values are 0..n-1).
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_model_num_labels(model: *const nnrt_model, out: *mut usize) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            let m = model_ref!(model);
-            write_out!(out, m.label_names.len())
-        },
-    )
+    query_model(model, out, |m| Ok(m.label_names.len()))
 }
 
 /// Name of label `index` (from dataset.json).
@@ -186,27 +173,14 @@ pub extern "C" fn nnrt_model_label_name(
     index: usize,
     out: *mut *const c_char,
 ) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            let m = model_ref!(model);
-            let name = try_status!(indexed(&m.label_names, index, "label"));
-            write_out!(out, name)
-        },
-    )
+    query_model(model, out, |m| indexed(&m.label_names, index, "label"))
 }
 
 /// Number of classes of the classification head; 0 when the model has none.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_model_num_classes(model: *const nnrt_model, out: *mut usize) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            let m = model_ref!(model);
-            write_out!(out, m.class_names.len())
-        },
-    )
+    query_model(model, out, |m| Ok(m.class_names.len()))
 }
 
 /// Name of head class `index`.
@@ -219,27 +193,14 @@ pub extern "C" fn nnrt_model_class_name(
     index: usize,
     out: *mut *const c_char,
 ) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            let m = model_ref!(model);
-            let name = try_status!(indexed(&m.class_names, index, "class"));
-            write_out!(out, name)
-        },
-    )
+    query_model(model, out, |m| indexed(&m.class_names, index, "class"))
 }
 
 /// Number of folds in use.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_model_num_folds(model: *const nnrt_model, out: *mut usize) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            let m = model_ref!(model);
-            write_out!(out, m.fold_names.len())
-        },
-    )
+    query_model(model, out, |m| Ok(m.fold_names.len()))
 }
 
 /// What the network runs on, as one JSON object: `device_requested`, `device` (after `auto` is
@@ -252,13 +213,7 @@ pub extern "C" fn nnrt_model_num_folds(model: *const nnrt_model, out: *mut usize
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_model_runtime_info(model: *const nnrt_model, out: *mut *const c_char) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            let m = model_ref!(model);
-            write_out!(out, m.runtime_info.as_ptr())
-        },
-    )
+    query_model(model, out, |m| Ok(m.runtime_info.as_ptr()))
 }
 
 /// Name of fold `index` (`"0"`, `"all"`...).
@@ -267,14 +222,7 @@ pub extern "C" fn nnrt_model_runtime_info(model: *const nnrt_model, out: *mut *c
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (index out of range).
 #[no_mangle]
 pub extern "C" fn nnrt_model_fold_name(model: *const nnrt_model, index: usize, out: *mut *const c_char) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            let m = model_ref!(model);
-            let name = try_status!(indexed(&m.fold_names, index, "fold"));
-            write_out!(out, name)
-        },
-    )
+    query_model(model, out, |m| indexed(&m.fold_names, index, "fold"))
 }
 
 /// The model's target spacing in mm along x, y, z (the caller's axes): writes 3 doubles. A `2d`
@@ -282,17 +230,8 @@ pub extern "C" fn nnrt_model_fold_name(model: *const nnrt_model, index: usize, o
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_model_spacing(model: *const nnrt_model, out_xyz: *mut f64) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            let m = model_ref!(model);
-            check_not_null!(out_xyz);
-            let values = m.model.plan().to_caller_axes(m.model.plan().spacing);
-            // SAFETY: non-NULL and, per the contract, room for 3 doubles.
-            unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out_xyz, 3) };
-            NNRT_OK
-        },
-    )
+    // Room for 3 doubles per the contract: written as one [f64; 3] (same alignment as f64).
+    query_model(model, out_xyz.cast::<[f64; 3]>(), |m| Ok(m.model.plan().to_caller_axes(m.model.plan().spacing)))
 }
 
 /// The network's patch size in voxels along x, y, z (the caller's axes): writes 3 sizes; 1 along
@@ -300,17 +239,8 @@ pub extern "C" fn nnrt_model_spacing(model: *const nnrt_model, out_xyz: *mut f64
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_model_patch_size(model: *const nnrt_model, out_xyz: *mut usize) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            let m = model_ref!(model);
-            check_not_null!(out_xyz);
-            let values = m.model.plan().to_caller_axes(m.model.plan().patch_size);
-            // SAFETY: non-NULL and, per the contract, room for 3 sizes.
-            unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out_xyz, 3) };
-            NNRT_OK
-        },
-    )
+    // Room for 3 sizes per the contract: written as one [usize; 3] (same alignment as usize).
+    query_model(model, out_xyz.cast::<[usize; 3]>(), |m| Ok(m.model.plan().to_caller_axes(m.model.plan().patch_size)))
 }
 
 fn indexed(names: &[CString], index: usize, what: &str) -> crate::Result<*const c_char> {

@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_void, CString};
 
-use super::boundary::{check_not_null, guard, try_status};
+use super::boundary::{check_not_null, guard, query, try_status};
 use super::model::{NNRT_DTYPE_U16, NNRT_DTYPE_U8};
 use super::status::*;
 use crate::error::{Error, ErrorKind};
@@ -86,16 +86,7 @@ pub extern "C" fn nnrt_result_labels(
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_result_num_labels(result: *const nnrt_result, out: *mut usize) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            let r = result_ref!(result);
-            check_not_null!(out);
-            // SAFETY: non-NULL, writable.
-            unsafe { *out = r.prediction.label_names.len() };
-            NNRT_OK
-        },
-    )
+    query(result, "result", out, |r| Ok(r.prediction.label_names.len()))
 }
 
 /// Per-label softmax probabilities, float32, `num_labels` blocks of the input's voxel count,
@@ -133,16 +124,7 @@ pub extern "C" fn nnrt_result_probabilities(
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_result_num_classes(result: *const nnrt_result, out: *mut usize) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            let r = result_ref!(result);
-            check_not_null!(out);
-            // SAFETY: non-NULL, writable.
-            unsafe { *out = r.class_names.len() };
-            NNRT_OK
-        },
-    )
+    query(result, "result", out, |r| Ok(r.class_names.len()))
 }
 
 fn classification(r: &nnrt_result) -> crate::Result<&crate::Classification> {
@@ -182,17 +164,7 @@ pub extern "C" fn nnrt_result_class_probabilities(
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (no classification head).
 #[no_mangle]
 pub extern "C" fn nnrt_result_predicted_class(result: *const nnrt_result, out: *mut usize) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            let r = result_ref!(result);
-            check_not_null!(out);
-            let c = try_status!(classification(r));
-            // SAFETY: non-NULL, writable.
-            unsafe { *out = c.predicted };
-            NNRT_OK
-        },
-    )
+    query(result, "result", out, |r| Ok(classification(r)?.predicted))
 }
 
 /// Name of class `index`.
@@ -205,39 +177,24 @@ pub extern "C" fn nnrt_result_class_name(
     index: usize,
     out: *mut *const c_char,
 ) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            let r = result_ref!(result);
-            check_not_null!(out);
-            try_status!(classification(r));
-            let Some(name) = r.class_names.get(index) else {
-                return fail(Error::new(
-                    ErrorKind::InvalidArgument,
-                    format!("class index {index} is out of range (the head has {})", r.class_names.len()),
-                ));
-            };
-            // SAFETY: non-NULL, writable.
-            unsafe { *out = name.as_ptr() };
-            NNRT_OK
-        },
-    )
+    query(result, "result", out, |r| {
+        classification(r)?;
+        r.class_names.get(index).map(|name| name.as_ptr()).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("class index {index} is out of range (the head has {})", r.class_names.len()),
+            )
+        })
+    })
 }
 
 /// Milliseconds spent in preprocessing, the network stage and export: writes 3 doubles.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_result_timings_ms(result: *const nnrt_result, out: *mut f64) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            let r = result_ref!(result);
-            check_not_null!(out);
-            let t = r.prediction.timings;
-            let values = [t.preprocess, t.network, t.export].map(|d| d.as_secs_f64() * 1e3);
-            // SAFETY: non-NULL with room for 3 doubles per the contract.
-            unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out, 3) };
-            NNRT_OK
-        },
-    )
+    // Room for 3 doubles per the contract: written as one [f64; 3] (same alignment as f64).
+    query(result, "result", out.cast::<[f64; 3]>(), |r| {
+        let t = r.prediction.timings;
+        Ok([t.preprocess, t.network, t.export].map(|d| d.as_secs_f64() * 1e3))
+    })
 }
