@@ -176,6 +176,8 @@ fn dist_folder_works_from_cmake_after_moving() {
         "lib/pkgconfig/nnunet_rt.pc",
         "README.md",
         "LICENSE",
+        "LICENSE-MIT",
+        "LICENSE-APACHE",
     ] {
         assert!(prefix.join(file).is_file(), "{file} missing from the dist");
     }

@@ -150,27 +150,29 @@ fn symlink(target: &str, link: &Path) -> Result<(), String> {
     std::os::unix::fs::symlink(target, link).map_err(|e| format!("cannot link {} to {target}: {e}", link.display()))
 }
 
-/// The project's license files, and ONNX Runtime's from the wheel it came from.
+/// The project's license files (LICENSE-MIT, LICENSE-APACHE), a LICENSE that says which licence
+/// covers which shipped file, and ONNX Runtime's from the wheel it came from.
 fn licenses(root: &Path, folder: &Path) -> Result<(), String> {
     let mut ours = 0;
     for entry in std::fs::read_dir(root).map_err(|e| e.to_string())?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("LICENSE") || name.starts_with("COPYING") {
+        if name.starts_with("LICENSE-") || name.starts_with("COPYING") {
             copy(&entry.path(), &folder.join(&name))?;
             ours += 1;
         }
     }
     if ours == 0 {
-        write(
-            &folder.join("LICENSE"),
+        return Err(format!("no LICENSE-* file in {}", root.display()));
+    }
+    write(
+        &folder.join("LICENSE"),
             "nnunet-rt is licensed under the MIT license or the Apache License, Version 2.0, at your option\n\
-             (SPDX-License-Identifier: MIT OR Apache-2.0).\n\
+             (SPDX-License-Identifier: MIT OR Apache-2.0): see LICENSE-MIT and LICENSE-APACHE.\n\
              ONNX Runtime (lib/libonnxruntime*) is licensed under the MIT license: see LICENSE-onnxruntime.\n\
              OpenVINO and its plugin for ONNX Runtime (lib/libonnxruntime_providers_openvino_plugin.so, lib/libopenvino*,\n\
              lib/libtbb*, lib/libhwloc*; PyPI onnxruntime-ep-openvino) are Intel's: the plugin under the MIT license,\n\
              OpenVINO under the Apache License 2.0, with third-party notices in third-party-programs-openvino.txt.\n",
-        )?;
-    }
+    )?;
     let wheels = root.join(".ort/wheels");
     let prefix = format!("onnxruntime-{ORT_VERSION}-");
     let wheel = std::fs::read_dir(&wheels).into_iter().flatten().flatten().map(|e| e.path()).find(|p| {
