@@ -1,32 +1,38 @@
-//! Shared by the integration tests: fixture paths and the ONNX Runtime gate.
+//! Shared by the integration tests of every crate: fixture paths and the gates for what a test
+//! needs (a missing dependency fails the test unless `NNUNET_RT_ALLOW_SKIP=1`).
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
-/// `tests/fixtures` of the repository, from the library's tests or the CLI crate's (`cli/`).
+/// `tests/fixtures` of the repository, from any crate of the workspace (the library, `cli/`,
+/// `bindings/cxx`).
 pub fn fixtures() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let here = manifest.join("tests/fixtures");
-    if here.is_dir() {
-        here
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|dir| dir.join("tests/fixtures"))
+        .find(|dir| dir.join("models").is_dir())
+        .expect("tests/fixtures in the repository")
+}
+
+/// What a test does when something it needs (ONNX Runtime, OpenVINO, cmake) is missing: it
+/// fails, naming what is missing and how to get it — unless `NNUNET_RT_ALLOW_SKIP=1`, where it
+/// says so on stderr and returns `false` so the test can return early. `cargo xtask test` fetches
+/// or checks everything first, so nothing is skipped there.
+pub fn missing(what: &str) -> bool {
+    if std::env::var_os("NNUNET_RT_ALLOW_SKIP").is_some_and(|v| v == "1") {
+        eprintln!("skipping (NNUNET_RT_ALLOW_SKIP=1): {what}");
+        false
     } else {
-        manifest.join("../tests/fixtures")
+        panic!("{what}; `cargo xtask test` provides it (or set NNUNET_RT_ALLOW_SKIP=1 to skip)")
     }
 }
 
-/// Whether ONNX Runtime can be loaded. Tests that need it return early when it cannot, unless
-/// `NNUNET_RT_REQUIRE_ORT=1` (set by `cargo xtask test` and CI), where its absence is a failure.
+/// Whether ONNX Runtime loads; its absence fails the test (see [`missing`]).
 pub fn ort_available() -> bool {
     match nnunet_rt::backend::runtime::runtime(None) {
         Ok(_) => true,
-        Err(err) if std::env::var_os("NNUNET_RT_REQUIRE_ORT").is_some_and(|v| v == "1") => {
-            panic!("NNUNET_RT_REQUIRE_ORT=1 but ONNX Runtime is unavailable: {err}")
-        }
-        Err(err) => {
-            eprintln!("skipping: {err}");
-            false
-        }
+        Err(err) => missing(&format!("ONNX Runtime is unavailable: {err}")),
     }
 }
 
@@ -35,9 +41,7 @@ pub fn read_json(path: &Path) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Whether the OpenVINO plugin loads. Tests that need it return early when it cannot, unless
-/// `NNUNET_RT_REQUIRE_OPENVINO=1` (set by `cargo xtask test` and CI), where its absence is a
-/// failure.
+/// Whether the OpenVINO plugin loads; its absence fails the test (see [`missing`]).
 pub fn openvino_available() -> bool {
     if !ort_available() {
         return false;
@@ -45,13 +49,7 @@ pub fn openvino_available() -> bool {
     let runtime = nnunet_rt::backend::runtime::runtime(None).expect("checked above");
     match runtime.openvino(None) {
         Ok(_) => true,
-        Err(err) if std::env::var_os("NNUNET_RT_REQUIRE_OPENVINO").is_some_and(|v| v == "1") => {
-            panic!("NNUNET_RT_REQUIRE_OPENVINO=1 but the OpenVINO plugin is unavailable: {err}")
-        }
-        Err(err) => {
-            eprintln!("skipping: {err}");
-            false
-        }
+        Err(err) => missing(&format!("the OpenVINO plugin is unavailable: {err}")),
     }
 }
 
@@ -81,4 +79,14 @@ pub fn case_load_options(meta: &serde_json::Value, models: &str) -> nnunet_rt::L
             .map(|p| fixtures().join(models).join(p["model"].as_str().unwrap())),
         ..nnunet_rt::LoadOptions::default()
     }
+}
+
+/// Whether `cmake` runs; its absence fails the test (see [`missing`]).
+pub fn cmake_available() -> bool {
+    let found = std::process::Command::new("cmake")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    found || missing("cmake is not installed (apt-get install -y cmake)")
 }

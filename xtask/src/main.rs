@@ -5,7 +5,7 @@
 //! a C compiler and Python 3 + pip installed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
 
 mod dist;
 
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> String {
-    "usage: cargo xtask <command>\n  ort [--gpu]   fetch ONNX Runtime (CPU, or the CUDA build) and its OpenVINO plugin from PyPI into .ort/\n  demo          predict the bundled demo volume with the bundled demo model\n  test [ARGS]   fetch ONNX Runtime if needed and run every test (extra ARGS go to cargo test)\n  bench [ARGS]  nnunet-rt against nnU-Net side by side (ARGS go to tools/bench/bench.py, e.g. --case pancreas --runs 3)\n  dist [--out DIR] [--debug]\n                build a relocatable folder + .tar.gz (lib, include, CMake and pkg-config files, CLI) in target/dist".to_string()
+    "usage: cargo xtask <command>\n  ort [--gpu]   fetch ONNX Runtime (CPU, or the CUDA build) and its OpenVINO plugin from PyPI into .ort/\n  demo          predict the bundled demo volume with the bundled demo model\n  test [ARGS]   fetch ONNX Runtime + OpenVINO if needed and run every test: Rust, C under valgrind, Python (ARGS go to cargo test)\n  bench [ARGS]  nnunet-rt against nnU-Net side by side (ARGS go to tools/bench/bench.py, e.g. --case pancreas --runs 3)\n  dist [--out DIR] [--debug]\n                build a relocatable folder + .tar.gz (lib, include, CMake and pkg-config files, CLI) in target/dist".to_string()
 }
 
 fn root() -> PathBuf {
@@ -183,14 +183,41 @@ fn test(extra: &[String]) -> Result<(), String> {
     let root = root();
     let lib = fetch_ort(false)?;
     let openvino = fetch_openvino()?;
-    run(Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .env("NNUNET_RT_ORT_LIB", &lib)
-        .env("NNUNET_RT_REQUIRE_ORT", "1")
-        .env("NNUNET_RT_OPENVINO_LIB", &openvino)
-        .env("NNUNET_RT_REQUIRE_OPENVINO", "1")
-        .args(["test", "--workspace"])
-        .args(extra))
+    let allow_skip = std::env::var_os("NNUNET_RT_ALLOW_SKIP").is_some_and(|v| v == "1");
+    // The CMake tests and the memory check need these tools; missing ones fail here, before an
+    // hour of tests, unless skipping was asked for.
+    let installed =
+        |tool: &str| Command::new(tool).arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    if !(installed("cmake") && installed("valgrind")) && !allow_skip {
+        install_with_apt(&["cmake", "valgrind"]);
+    }
+    let mut valgrind = true;
+    for tool in ["cmake", "valgrind"] {
+        let found = installed(tool);
+        if !found && !allow_skip {
+            return Err(format!(
+                "{tool} is not installed (apt-get install -y cmake valgrind); set NNUNET_RT_ALLOW_SKIP=1 to skip what needs it"
+            ));
+        }
+        if !found && tool == "valgrind" {
+            eprintln!("xtask: valgrind is not installed: skipping the memory check (NNUNET_RT_ALLOW_SKIP=1)");
+            valgrind = false;
+        }
+    }
+    let cargo = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO"));
+        command.current_dir(&root).env("NNUNET_RT_ORT_LIB", &lib).env("NNUNET_RT_OPENVINO_LIB", &openvino).args(args);
+        command
+    };
+    // Every Rust test of the workspace.
+    run(cargo(&["test", "--workspace"]).args(extra))?;
+    // The C programs again under valgrind: 0 errors and nothing definitely lost.
+    if valgrind {
+        run(cargo(&["test", "--test", "c_abi"])
+            .env("VALGRIND", "valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite"))?;
+    }
+    // The Python binding and the 3D Slicer module's logic (numpy + pytest in target/py-venv).
+    run(Command::new("bash").current_dir(&root).env("NNUNET_RT_ORT_LIB", &lib).arg("bindings/python/run_tests.sh"))
 }
 
 /// Builds the release binary, creates the nnU-Net reference environment once (tools/
@@ -213,4 +240,22 @@ fn bench(extra: &[String]) -> Result<(), String> {
 /// Builds the release `nnunet-rt` binary (target/release/nnunet-rt).
 fn build_cli_release(root: &Path) -> Result<(), String> {
     run(Command::new(env!("CARGO")).current_dir(root).args(["build", "--release", "--quiet", "-p", "nnunet-rt-cli"]))
+}
+
+/// Installs Debian packages when this runs as root (CI machines, containers); elsewhere it only
+/// says what to run. Failures are left to the caller's check.
+fn install_with_apt(packages: &[&str]) {
+    let root_user = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    if !root_user {
+        eprintln!("xtask: missing {}: run `sudo apt-get install -y {}`", packages.join(", "), packages.join(" "));
+        return;
+    }
+    eprintln!("xtask: installing {} with apt-get", packages.join(", "));
+    let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+    let _ = Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-qq"])
+        .args(packages)
+        .stdout(Stdio::null())
+        .status();
 }

@@ -3,10 +3,12 @@
 //! * `tests/binding.cpp`, compiled with the system C++ compiler (`CXX`, default `c++`) and the
 //!   link line `bindings/README.md` documents, exercises the whole binding;
 //! * `example/` is configured and built with CMake and must print what the Rust API predicts.
-//!   Without `cmake` on the PATH that test is skipped, unless `NNUNET_RT_REQUIRE_CMAKE=1`
-//!   (then it fails).
 //!
-//! Both need ONNX Runtime; without it they are skipped, unless `NNUNET_RT_REQUIRE_ORT=1`.
+//! Both need ONNX Runtime, the second also `cmake`: without them they fail, unless
+//! `NNUNET_RT_ALLOW_SKIP=1`.
+
+#[path = "../../../tests/common/mod.rs"]
+mod common;
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -33,22 +35,8 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-fn required(variable: &str) -> bool {
-    std::env::var_os(variable).is_some_and(|v| v == "1")
-}
-
-/// Whether ONNX Runtime loads; its absence fails the test under `NNUNET_RT_REQUIRE_ORT=1`.
 fn ort_available() -> bool {
-    match nnunet_rt::backend::runtime::runtime(None) {
-        Ok(_) => true,
-        Err(err) if required("NNUNET_RT_REQUIRE_ORT") => {
-            panic!("NNUNET_RT_REQUIRE_ORT=1 but ONNX Runtime is unavailable: {err}")
-        }
-        Err(err) => {
-            eprintln!("skipping: {err}");
-            false
-        }
-    }
+    common::ort_available()
 }
 
 struct Built {
@@ -152,12 +140,7 @@ fn expected_lines(model_dir: &Path, image: &Path) -> String {
 
 #[test]
 fn cmake_example_builds_against_the_static_library() {
-    if Command::new("cmake").arg("--version").stdout(Stdio::null()).status().is_err() {
-        assert!(
-            !required("NNUNET_RT_REQUIRE_CMAKE"),
-            "NNUNET_RT_REQUIRE_CMAKE=1 but cmake is not installed (apt-get install -y cmake)"
-        );
-        eprintln!("skipping: cmake is not installed (apt-get install -y cmake); NNUNET_RT_REQUIRE_CMAKE=1 makes this a failure");
+    if !common::cmake_available() {
         return;
     }
     if !ort_available() {
