@@ -101,3 +101,17 @@ fn cli_rejects_bad_files_with_one_line_and_writes_nothing() {
     assert!(leftovers.is_empty(), "partial outputs left behind: {leftovers:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn an_ort_library_named_by_the_environment_that_does_not_load_is_an_error_not_a_fallback() {
+    // The fetched copy in .ort/ would load; the variable names another library explicitly.
+    let out = Command::new(env!("CARGO_BIN_EXE_nnunet-rt"))
+        .args(["info", "-m", model_dir("resenc_ct").to_str().unwrap()])
+        .env("NNUNET_RT_ORT_LIB", "/nonexistent/libonnxruntime.so")
+        .env_remove("ORT_DYLIB_PATH")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("/nonexistent/libonnxruntime.so (NNUNET_RT_ORT_LIB)"), "{stderr}");
+}

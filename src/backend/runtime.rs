@@ -2,7 +2,8 @@
 //!
 //! ONNX Runtime, in order: an explicit path (load option) → `NNUNET_RT_ORT_LIB` →
 //! `ORT_DYLIB_PATH` → next to our own shared library or executable → the copy `cargo xtask ort`
-//! fetched into this source tree.
+//! fetched into this source tree. The first three name the library explicitly: if the one given
+//! does not load, that is the error, never a silent fallback to another copy.
 //!
 //! The OpenVINO plugin (`libonnxruntime_providers_openvino_plugin.so` with the OpenVINO and TBB
 //! libraries beside it, from the PyPI wheel `onnxruntime-ep-openvino`), in order: an explicit path
@@ -82,9 +83,15 @@ pub fn runtime(explicit: Option<&Path>) -> Result<&'static Runtime> {
         return Ok(runtime);
     }
     let mut tried = Vec::new();
-    if let Some(path) = explicit {
-        // An explicit request is not second-guessed: it loads or it is the error.
-        let runtime = load(path).map_err(|why| unavailable(&[format!("{} (load option): {why}", path.display())]))?;
+    // An explicit request (the load option, else the first of the variables that is set) is not
+    // second-guessed: it loads or it is the error, never a silent fallback to another library.
+    let named = explicit.map(|p| (p.to_path_buf(), "load option")).or_else(|| {
+        [ENV_ORT_LIB, "ORT_DYLIB_PATH"]
+            .into_iter()
+            .find_map(|var| std::env::var_os(var).filter(|v| !v.is_empty()).map(|v| (PathBuf::from(v), var)))
+    });
+    if let Some((path, origin)) = named {
+        let runtime = load(&path).map_err(|why| unavailable(&[format!("{} ({origin}): {why}", path.display())]))?;
         *slot = Some(runtime);
         return Ok(runtime);
     }
@@ -382,14 +389,9 @@ fn installed_dirs() -> Vec<(PathBuf, &'static str)> {
     dirs
 }
 
-/// Candidate paths after the explicit one, with where each came from.
+/// Where to look when nothing names the library, with where each came from.
 fn candidates() -> Vec<(PathBuf, &'static str)> {
     let mut out = Vec::new();
-    for var in [ENV_ORT_LIB, "ORT_DYLIB_PATH"] {
-        if let Some(value) = std::env::var_os(var).filter(|v| !v.is_empty()) {
-            out.push((PathBuf::from(value), var));
-        }
-    }
     let mut dirs = installed_dirs();
     dirs.push((PathBuf::from(FETCHED_DIR), "fetched by cargo xtask ort"));
     for (dir, origin) in dirs {
@@ -449,7 +451,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn candidates_include_the_environment_and_the_fetched_copy() {
+    fn candidates_include_the_fetched_copy() {
         let list = candidates();
         assert!(list.iter().any(|(p, _)| p.starts_with(FETCHED_DIR)), "{list:?}");
         assert!(own_library_path().is_some());
