@@ -113,7 +113,11 @@ fn parse(bytes: &[u8]) -> Result<NpyArray> {
         .collect::<Result<Vec<_>>>()?;
     let size = element_size(&descr).ok_or_else(|| bad(&format!("element type {descr} is not supported")))?;
     let data = &bytes[start + header_len..];
-    let needed = shape.iter().product::<usize>() * size;
+    // A crafted header may claim more elements than memory can index: checked, never wrapped.
+    let needed = shape
+        .iter()
+        .try_fold(size, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| bad(&format!("shape {shape:?} is too large")))?;
     if data.len() < needed {
         return Err(bad("data shorter than the shape says"));
     }
@@ -170,5 +174,13 @@ mod tests {
         bytes.extend_from_slice(&[0u8; 8]);
         let err = parse(&bytes).unwrap_err();
         assert!(err.message().contains("shorter"), "{err}");
+
+        let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296, 8), }".to_string();
+        header.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        let err = parse(&bytes).unwrap_err();
+        assert!(err.message().contains("too large"), "{err}");
     }
 }
