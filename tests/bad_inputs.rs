@@ -15,19 +15,6 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
-}
-
 fn model_dir(name: &str) -> PathBuf {
     common::fixtures().join("models").join(name)
 }
@@ -39,7 +26,7 @@ fn ct_case() -> PathBuf {
 #[test]
 fn plans_missing_keys_and_unknown_folds_are_named() {
     let dir = temp_dir("plans");
-    copy_dir(&model_dir("resenc_ct"), &dir);
+    common::copy_dir(&model_dir("resenc_ct"), &dir);
     let err = ModelFolder::open(&dir, Some(&["7".to_string()])).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert!(err.message().contains("fold \"7\""), "{err}");
@@ -65,7 +52,7 @@ fn missing_model_folder_and_missing_exports() {
     let err = ModelFolder::open(Path::new("/nonexistent/model"), None).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Io);
     let dir = temp_dir("noexport");
-    copy_dir(&model_dir("resenc_ct"), &dir);
+    common::copy_dir(&model_dir("resenc_ct"), &dir);
     for fold in ["fold_0", "fold_1"] {
         std::fs::remove_file(dir.join(fold).join("model.onnx")).unwrap();
     }
@@ -80,7 +67,7 @@ fn truncated_onnx_is_an_invalid_model() {
         return;
     }
     let dir = temp_dir("truncated");
-    copy_dir(&model_dir("resenc_ct"), &dir);
+    common::copy_dir(&model_dir("resenc_ct"), &dir);
     let onnx = dir.join("fold_0/model.onnx");
     let bytes = std::fs::read(&onnx).unwrap();
     std::fs::write(&onnx, &bytes[..bytes.len() / 3]).unwrap();

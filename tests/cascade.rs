@@ -4,33 +4,21 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use nnunet_rt::io::nifti;
 use nnunet_rt::{ErrorKind, LoadOptions, Model, PredictOptions, Stage};
 
 const PREFIX: &str = "nnUNetTrainer__nnUNetResEncUNetMPlans";
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
-}
-
 /// `Dataset905_.../{PREFIX}__3d_lowres` and `__3d_cascade_fullres`, as nnU-Net leaves them.
 fn results(name: &str, with_lowres: bool) -> PathBuf {
     let dataset = std::env::temp_dir().join(format!("nnrt-cascade-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dataset);
     let models = common::fixtures().join("models");
-    copy_dir(&models.join("cascade_ct_fullres"), &dataset.join(format!("{PREFIX}__3d_cascade_fullres")));
+    common::copy_dir(&models.join("cascade_ct_fullres"), &dataset.join(format!("{PREFIX}__3d_cascade_fullres")));
     if with_lowres {
-        copy_dir(&models.join("cascade_ct_lowres"), &dataset.join(format!("{PREFIX}__3d_lowres")));
+        common::copy_dir(&models.join("cascade_ct_lowres"), &dataset.join(format!("{PREFIX}__3d_lowres")));
     }
     dataset
 }

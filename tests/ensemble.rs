@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use nnunet_rt::io::{nifti, npy};
 use nnunet_rt::postprocess::Postprocessing;
@@ -16,19 +16,6 @@ const TRAINER: &str = "nnUNetTrainer";
 const PLANS: &str = "nnUNetResEncUNetMPlans";
 const PP_DIR: &str = "ensembles/ensemble___3d_fullres___2d___0_1";
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// A dataset results folder as nnU-Net leaves it after training both configurations and running
 /// `nnUNetv2_find_best_configuration` (paths in the JSON from the training machine).
 fn results_folder(name: &str, postprocessing: serde_json::Value) -> PathBuf {
@@ -36,8 +23,8 @@ fn results_folder(name: &str, postprocessing: serde_json::Value) -> PathBuf {
     let dataset = root.join("Dataset901_SyntheticPancreasCT");
     let _ = std::fs::remove_dir_all(&root);
     let models = common::fixtures().join("models");
-    copy_dir(&models.join("resenc_ct"), &dataset.join(format!("{TRAINER}__{PLANS}__3d_fullres")));
-    copy_dir(&models.join("resenc_ct_2d"), &dataset.join(format!("{TRAINER}__{PLANS}__2d")));
+    common::copy_dir(&models.join("resenc_ct"), &dataset.join(format!("{TRAINER}__{PLANS}__3d_fullres")));
+    common::copy_dir(&models.join("resenc_ct_2d"), &dataset.join(format!("{TRAINER}__{PLANS}__2d")));
     std::fs::create_dir_all(dataset.join(PP_DIR)).unwrap();
     std::fs::write(dataset.join(PP_DIR).join("postprocessing.json"), postprocessing.to_string()).unwrap();
     let member = |c: &str| json!({"configuration": c, "trainer": TRAINER, "plans_identifier": PLANS});

@@ -3,6 +3,8 @@
 //! `tools/make_metric_fixtures.py`) and bad inputs. The `nnunet-rt evaluate` command is tested in
 //! cli/tests/evaluate.rs.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use nnunet_rt::io::nifti::read_image;
@@ -65,14 +67,6 @@ fn evaluate_u8(
     let mut region = Region::new("fg", vec![1]);
     region.nsd_tolerance_mm = tolerance;
     evaluate_labels(&p, &r, &[region]).unwrap().regions.remove(0)
-}
-
-fn rel(a: f64, b: f64) -> f64 {
-    if a == b {
-        0.0
-    } else {
-        (a - b).abs() / a.abs().max(b.abs())
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -166,8 +160,8 @@ fn concentric_spheres_are_their_radius_difference_apart() {
     assert!((m.msd_ref_to_pred - 3.0).abs() < voxel && (m.msd_pred_to_ref - 3.0).abs() < voxel);
     // Surface areas are near 4πr² (the mesh of a voxelised sphere is a little larger).
     let area = |r: f64| 4.0 * std::f64::consts::PI * r * r;
-    assert!(rel(m.ref_surface_mm2, area(outer)) < 0.15, "{} vs {}", m.ref_surface_mm2, area(outer));
-    assert!(rel(m.pred_surface_mm2, area(inner)) < 0.15, "{} vs {}", m.pred_surface_mm2, area(inner));
+    assert!(common::rel(m.ref_surface_mm2, area(outer)) < 0.15, "{} vs {}", m.ref_surface_mm2, area(outer));
+    assert!(common::rel(m.pred_surface_mm2, area(inner)) < 0.15, "{} vs {}", m.pred_surface_mm2, area(inner));
 }
 
 #[test]
@@ -333,7 +327,7 @@ fn fixtures_match_deepmind_surface_distance() {
     let mut worst: Vec<(&str, f64)> =
         vec![("dice", 0.0), ("hd95", 0.0), ("msd", 0.0), ("msd_directed", 0.0), ("nsd", 0.0), ("area", 0.0)];
     let mut record = |name: &str, ours: f64, theirs: f64, case: &str, region: &str, limit: f64| {
-        let r = rel(ours, theirs);
+        let r = common::rel(ours, theirs);
         assert!(r <= limit, "{case} / {region} / {name}: ours {ours} vs surface-distance {theirs} (relative {r:e})");
         let slot = worst.iter_mut().find(|(n, _)| *n == name).unwrap();
         slot.1 = slot.1.max(r);

@@ -1,6 +1,9 @@
 //! `nnunet-rt evaluate` on the metric fixtures (written by `tools/make_metric_fixtures.py`): the
 //! printed tables, the JSON report, missing and broken cases, bad arguments.
 
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -17,15 +20,6 @@ fn expected() -> Value {
 // ---------------------------------------------------------------------------------------------
 // The command line
 // ---------------------------------------------------------------------------------------------
-
-/// Relative difference (0 when equal).
-fn rel(a: f64, b: f64) -> f64 {
-    if a == b {
-        0.0
-    } else {
-        (a - b).abs() / a.abs().max(b.abs())
-    }
-}
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("nnrt-metrics-{}-{name}", std::process::id()));
@@ -75,12 +69,12 @@ fn cli_reports_the_fixture_metrics_and_classification() {
             let name = region["region"].as_str().unwrap();
             let t = &e["regions"][name];
             if let Some(dice) = t["dice"].as_f64() {
-                assert!(rel(region["dice"].as_f64().unwrap(), dice) < 1e-6);
+                assert!(common::rel(region["dice"].as_f64().unwrap(), dice) < 1e-6);
             }
             if let Some(hd95) = t["hd95"].as_f64() {
-                assert!(rel(region["hd95"].as_f64().unwrap(), hd95) < 0.01);
+                assert!(common::rel(region["hd95"].as_f64().unwrap(), hd95) < 0.01);
                 let tolerance = if name == "whole" { "1.0" } else { "2.0" };
-                assert!(rel(region["nsd"].as_f64().unwrap(), t["nsd"][tolerance].as_f64().unwrap()) < 0.01);
+                assert!(common::rel(region["nsd"].as_f64().unwrap(), t["nsd"][tolerance].as_f64().unwrap()) < 0.01);
             } else {
                 assert!(region["hd95"].is_null() || region["hd95"].as_f64() == Some(0.0));
             }

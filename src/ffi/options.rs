@@ -77,11 +77,24 @@ fn with_options(options: *mut nnrt_options, f: impl FnOnce(&mut LoadOptions) -> 
     )
 }
 
-/// Parses a non-NULL name with the library's own vocabulary (what the command line accepts), for
-/// bindings that speak names rather than codes.
-fn parse_name<T: std::str::FromStr<Err = crate::Error>>(name: *const c_char) -> crate::Result<T> {
-    // SAFETY: checked non-NULL by the caller; a NUL-terminated string per the contract.
-    unsafe { str_arg(name, "name") }?.parse()
+/// Sets one option of `options` (load or predict options) from a name the library parses with
+/// the command line's vocabulary, for bindings that speak names rather than codes.
+fn set_named<O, T: std::str::FromStr<Err = crate::Error>>(
+    options: *mut O,
+    name: *const c_char,
+    apply: impl FnOnce(&mut O, T),
+) -> nnrt_status {
+    guard(
+        || {},
+        || {
+            check_not_null!(options, name);
+            // SAFETY: non-NULL and a NUL-terminated string per the contract.
+            let value = try_status!(unsafe { str_arg(name, "name") }.and_then(str::parse));
+            // SAFETY: non-NULL, created by its `_new`, not used concurrently per the contract.
+            apply(unsafe { &mut *options }, value);
+            NNRT_OK
+        },
+    )
 }
 
 /// Selects the device by name, as the command line does: `auto`, `cpu`, `openvino`, `cuda` or
@@ -89,17 +102,7 @@ fn parse_name<T: std::str::FromStr<Err = crate::Error>>(name: *const c_char) -> 
 /// the message lists the known ones).
 #[no_mangle]
 pub extern "C" fn nnrt_options_set_device_name(options: *mut nnrt_options, name: *const c_char) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            check_not_null!(options);
-            check_not_null!(name);
-            let device = try_status!(parse_name(name));
-            // SAFETY: non-NULL, created by `nnrt_options_new`, not used concurrently per the contract.
-            unsafe { (*options).inner.device = device };
-            NNRT_OK
-        },
-    )
+    set_named(options, name, |o: &mut nnrt_options, device| o.inner.device = device)
 }
 
 /// Selects the network precision by name: `f32` or `bf16`.
@@ -109,17 +112,7 @@ pub extern "C" fn nnrt_options_set_network_precision_name(
     options: *mut nnrt_options,
     name: *const c_char,
 ) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            check_not_null!(options);
-            check_not_null!(name);
-            let precision = try_status!(parse_name(name));
-            // SAFETY: non-NULL, created by `nnrt_options_new`, not used concurrently per the contract.
-            unsafe { (*options).inner.network_precision = precision };
-            NNRT_OK
-        },
-    )
+    set_named(options, name, |o: &mut nnrt_options, precision| o.inner.network_precision = precision)
 }
 
 /// Selects the device: `NNRT_DEVICE_AUTO` (default), `NNRT_DEVICE_CPU`, `NNRT_DEVICE_OPENVINO`,
@@ -445,17 +438,7 @@ pub extern "C" fn nnrt_predict_options_set_classification_policy_name(
     options: *mut nnrt_predict_options,
     name: *const c_char,
 ) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            check_not_null!(options);
-            check_not_null!(name);
-            let policy = try_status!(parse_name(name));
-            // SAFETY: non-NULL, created by `nnrt_predict_options_new`, not modified concurrently.
-            unsafe { (*options).inner.classification_policy = policy };
-            NNRT_OK
-        },
-    )
+    set_named(options, name, |o: &mut nnrt_predict_options, policy| o.inner.classification_policy = policy)
 }
 
 /// Logit accumulation in float16, rounded like nnU-Net (default: the same answer).

@@ -90,3 +90,26 @@ pub fn cmake_available() -> bool {
         .is_ok_and(|s| s.success());
     found || missing("cmake is not installed (apt-get install -y cmake)")
 }
+
+/// Copies a folder tree (fixture model folders into a scratch layout).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// Relative difference of two numbers (0 when equal).
+pub fn rel(a: f64, b: f64) -> f64 {
+    if a == b {
+        0.0
+    } else {
+        (a - b).abs() / a.abs().max(b.abs())
+    }
+}
