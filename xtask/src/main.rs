@@ -1,5 +1,5 @@
 //! Project tasks: `cargo xtask ort [--gpu]`, `cargo xtask demo`, `cargo xtask test`,
-//! `cargo xtask dist [--out DIR]`.
+//! `cargo xtask dist [--out DIR]`, `cargo xtask notice`.
 //!
 //! Everything here does its own setup, so each command works on a fresh clone with only Rust,
 //! a C compiler and Python 3 + pip installed.
@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
 mod dist;
+mod notice;
 
 /// The ONNX Runtime release the `ort` crate's `api-31` feature targets.
 const ORT_VERSION: &str = "1.31.1";
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
         Some("dist") => dist::dist(&args[1..]),
+        Some("notice") => notice::notice(&args[1..]),
         Some("bench") => bench(&args[1..]),
         _ => Err(usage()),
     };
@@ -57,7 +59,7 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> String {
-    "usage: cargo xtask <command>\n  ort [--gpu]   fetch ONNX Runtime (CPU, or the CUDA build) and its OpenVINO plugin from PyPI into .ort/\n  demo          predict the bundled demo volume with the bundled demo model\n  test [ARGS]   fetch ONNX Runtime + OpenVINO if needed and run every test: Rust, C under valgrind, Python (ARGS go to cargo test)\n  bench [ARGS]  nnunet-rt against nnU-Net side by side (ARGS go to tools/bench/bench.py, e.g. --case pancreas --runs 3)\n  dist [--out DIR] [--debug]\n                build a relocatable folder + .tar.gz (lib, include, CMake and pkg-config files, CLI) in target/dist".to_string()
+    "usage: cargo xtask <command>\n  ort [--gpu]   fetch ONNX Runtime (CPU, or the CUDA build) and its OpenVINO plugin from PyPI into .ort/\n  demo          predict the bundled demo volume with the bundled demo model\n  test [ARGS]   fetch ONNX Runtime + OpenVINO if needed and run every test: Rust, C under valgrind, Python (ARGS go to cargo test)\n  bench [ARGS]  nnunet-rt against nnU-Net side by side (ARGS go to tools/bench/bench.py, e.g. --case pancreas --runs 3)\n  dist [--out DIR] [--debug]\n                build a relocatable folder + .tar.gz (lib, include, CMake and pkg-config files, CLI) in target/dist\n  notice        regenerate THIRD_PARTY_NOTICES.md (the crates compiled into the library, ONNX Runtime, OpenVINO)".to_string()
 }
 
 fn root() -> PathBuf {
