@@ -1,7 +1,8 @@
 """Finding, loading and declaring the nnunet-rt shared library (ctypes).
 
 Search order: the ``library=`` argument, the ``NNUNET_RT_LIB`` environment variable, a library
-inside or beside this package's directory, then ``target/release`` and ``target/debug`` of a source checkout found by
+inside or beside this package's directory (in a 3D Slicer extension, also ``lib/Slicer-X.Y`` above
+``qt-scripted-modules``), then ``target/release`` and ``target/debug`` of a source checkout found by
 walking up from this package (the more recently built of the two first, so a stale build of the
 other profile is not picked up). An explicit path (argument or environment variable) that does
 not load is an error; it never falls through to the others. A discovered library that does not
@@ -204,7 +205,11 @@ def candidates() -> list[Path]:
     """Places searched when neither ``library=`` nor ``NNUNET_RT_LIB`` is given, in order."""
     package_dir = Path(__file__).resolve().parent
     # Inside the package (a bundled copy), then beside it (e.g. in site-packages).
-    found = [directory / name for directory in (package_dir, package_dir.parent) for name in LIBRARY_NAMES]
+    directories = [package_dir, package_dir.parent]
+    if package_dir.parent.name == "qt-scripted-modules":
+        # A 3D Slicer extension: the native libraries are in lib/Slicer-X.Y, above qt-scripted-modules.
+        directories.append(package_dir.parent.parent)
+    found = [directory / name for directory in directories for name in LIBRARY_NAMES]
     for directory in package_dir.parents:
         if (directory / "Cargo.toml").is_file():
             builds = [directory / "target" / profile / name for profile in ("release", "debug") for name in LIBRARY_NAMES]
