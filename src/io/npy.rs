@@ -75,7 +75,8 @@ pub fn read(path: &Path) -> Result<NpyArray> {
     parse(&bytes).map_err(|e| e.context(path.display()))
 }
 
-fn parse(bytes: &[u8]) -> Result<NpyArray> {
+/// Parses a `.npy` file held in memory: what [`read`] does after reading the file.
+pub fn parse(bytes: &[u8]) -> Result<NpyArray> {
     let bad = |what: &str| Error::new(ErrorKind::InvalidArgument, format!("not a valid .npy file: {what}"));
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(bad("missing magic"));
