@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
 mod dist;
+mod fuzz;
 mod notice;
 
 /// The ONNX Runtime release the `ort` crate's `api-31` feature targets.
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         }),
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
+        Some("fuzz-smoke") => fuzz::fuzz_smoke(),
         Some("dist") => dist::dist(&args[1..]),
         Some("notice") => notice::notice(&args[1..]),
         Some("bench") => bench(&args[1..]),
@@ -213,6 +215,8 @@ fn test(extra: &[String]) -> Result<(), String> {
     };
     // Every Rust test of the workspace.
     run(cargo(&["test", "--workspace"]).args(extra))?;
+    // Every fuzz target for 30 s on its committed seeds (nightly and cargo-fuzz, installed if missing).
+    fuzz::fuzz_smoke()?;
     // The C programs again under valgrind: 0 errors and nothing definitely lost.
     if valgrind {
         run(cargo(&["test", "--test", "c_abi"])
