@@ -1,6 +1,7 @@
 //! `nnunet-rt`: predict with an nnU-Net v2 model folder, describe a model, evaluate predictions.
 
 mod evaluate;
+mod interrupt;
 mod predict;
 
 use clap::{Parser, Subcommand};
@@ -24,16 +25,26 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let mut interrupt = None;
     let result = match cli.command {
-        Command::Predict(args) => predict::run(args),
+        Command::Predict(args) => interrupt::Interrupt::install()
+            .map_err(|e| nnunet_rt::Error::new(nnunet_rt::ErrorKind::Io, format!("cannot handle SIGINT/SIGTERM: {e}")))
+            .and_then(|handler| predict::run(args, interrupt.insert(handler))),
         Command::Info(args) => predict::info(args),
         Command::Evaluate(args) => evaluate::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("nnunet-rt: error: {err}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(err) => match interrupt.as_ref().and_then(interrupt::Interrupt::received) {
+            // The shell's convention for a program ended by a signal: 128 + its number.
+            Some(sig) if err.kind() == nnunet_rt::ErrorKind::Cancelled => {
+                eprintln!("nnunet-rt: {err}");
+                std::process::ExitCode::from(128 + sig as u8)
+            }
+            _ => {
+                eprintln!("nnunet-rt: error: {err}");
+                std::process::ExitCode::FAILURE
+            }
+        },
     }
 }

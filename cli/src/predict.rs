@@ -11,6 +11,8 @@ use nnunet_rt::{
     PredictOptions, Prediction, Result, Stage,
 };
 
+use crate::interrupt::Interrupt;
+
 /// Options shared by commands that load a model.
 #[derive(clap::Args)]
 pub struct ModelArgs {
@@ -150,7 +152,7 @@ struct Case {
     output: PathBuf,
 }
 
-pub fn run(args: PredictArgs) -> Result<()> {
+pub fn run(args: PredictArgs, interrupt: &Interrupt) -> Result<()> {
     let options = PredictOptions {
         step_size: args.step_size,
         mirroring: !args.disable_tta,
@@ -168,11 +170,29 @@ pub fn run(args: PredictArgs) -> Result<()> {
         eprintln!("nnunet-rt: {}", describe_model(&model));
     }
     let mut failures = 0;
+    let mut done = 0;
     for case in &cases {
-        if let Err(err) = predict_case(&model, case, &options, args.quiet) {
-            eprintln!("nnunet-rt: error: case {}: {err}", case.id);
-            failures += 1;
+        if let Some(sig) = interrupt.received() {
+            return Err(interrupted(sig, done, cases.len()));
         }
+        match predict_case(&model, case, &options, args.quiet, interrupt) {
+            Ok(()) => done += 1,
+            Err(err) => match interrupt.received() {
+                Some(sig) if err.kind() == ErrorKind::Cancelled => {
+                    if !args.quiet {
+                        eprintln!();
+                    }
+                    return Err(interrupted(sig, done, cases.len()));
+                }
+                _ => {
+                    eprintln!("nnunet-rt: error: case {}: {err}", case.id);
+                    failures += 1;
+                }
+            },
+        }
+    }
+    if let Some(sig) = interrupt.received() {
+        return Err(interrupted(sig, done, cases.len()));
     }
     if failures > 0 {
         return Err(Error::new(ErrorKind::InvalidArgument, format!("{failures} of {} case(s) failed", cases.len())));
@@ -180,7 +200,24 @@ pub fn run(args: PredictArgs) -> Result<()> {
     Ok(())
 }
 
-fn predict_case(model: &Model, case: &Case, options: &PredictOptions, quiet: bool) -> Result<()> {
+/// The error of a run stopped by a signal: what was finished, and that nothing partial is left.
+fn interrupted(sig: i32, done: usize, total: usize) -> Error {
+    Error::new(
+        ErrorKind::Cancelled,
+        format!(
+            "interrupted by {} after {done} of {total} case(s); the case in progress wrote nothing",
+            Interrupt::name(sig)
+        ),
+    )
+}
+
+fn predict_case(
+    model: &Model,
+    case: &Case,
+    options: &PredictOptions,
+    quiet: bool,
+    interrupt: &Interrupt,
+) -> Result<()> {
     let started = std::time::Instant::now();
     let image = nifti::read_channels(&case.inputs)?;
     let read_time = started.elapsed();
@@ -188,7 +225,7 @@ fn predict_case(model: &Model, case: &Case, options: &PredictOptions, quiet: boo
     let mut bar = ProgressBar::new(&case.id, quiet);
     let prediction = model.predict(&view, options, &mut |stage, fraction| {
         bar.update(stage, fraction);
-        true
+        interrupt.received().is_none()
     })?;
     bar.finish();
     let write_start = std::time::Instant::now();
