@@ -2,7 +2,9 @@
 //! archive is extracted elsewhere, a small CMake C++ project finds it with
 //! `find_package(nnunet_rt)`, links `nnunet_rt::nnunet_rt` (and `nnunet_rt::nnunet_rt_static`),
 //! and predicts with the ONNX Runtime next to `libnnunet_rt.so` — with `NNUNET_RT_ORT_LIB` and
-//! `ORT_DYLIB_PATH` unset. The packed CLI finds the runtime the same way.
+//! `ORT_DYLIB_PATH` unset. The packed CLI finds the runtime the same way. The library is shipped
+//! as `libnnunet_rt.so.<version>` with soname `libnnunet_rt.so.0` (what the program records) and
+//! the links `.so.0` and `.so`; the dist carries the committed THIRD_PARTY_NOTICES.md.
 //!
 //! The dist is made from the build profile of this test (`--debug` for `cargo test`), which
 //! avoids a release build; `cargo xtask dist` alone packs the release build.
@@ -32,6 +34,16 @@ fn bare(program: impl AsRef<std::ffi::OsStr>) -> Command {
         .env_remove("NNUNET_RT_OPENVINO_LIB")
         .env_remove("LD_LIBRARY_PATH");
     command
+}
+
+/// The values of the `tag` entries (`SONAME`, `NEEDED`) of an ELF file's dynamic section, read
+/// with `readelf -d` (binutils, which the C compiler's linker comes with).
+fn dynamic_entries(file: &Path, tag: &str) -> Vec<String> {
+    let text = success(Command::new("readelf").arg("-d").arg(file).output().unwrap(), "readelf -d");
+    text.lines()
+        .filter(|l| l.contains(&format!("({tag})")))
+        .filter_map(|l| Some(l.split_once('[')?.1.split_once(']')?.0.to_string()))
+        .collect()
 }
 
 const NX: usize = 48;
@@ -172,6 +184,19 @@ fn dist_folder_works_from_cmake_after_moving() {
         std::fs::read(prefix.join("include/nnunet_rt.h")).unwrap(),
         std::fs::read(root.join("include/nnunet_rt.h")).unwrap()
     );
+    assert_eq!(
+        std::fs::read(prefix.join("THIRD_PARTY_NOTICES.md")).unwrap(),
+        std::fs::read(root.join("THIRD_PARTY_NOTICES.md")).unwrap()
+    );
+    // The shared library is the versioned file; its soname and the name `-lnnunet_rt` finds
+    // are links to it, and the file records the soname.
+    let versioned = format!("libnnunet_rt.so.{}", env!("CARGO_PKG_VERSION"));
+    let lib_dir = prefix.join("lib");
+    assert!(!lib_dir.join(&versioned).is_symlink() && lib_dir.join(&versioned).is_file(), "{versioned}");
+    for link in ["libnnunet_rt.so.0", "libnnunet_rt.so"] {
+        assert_eq!(std::fs::read_link(lib_dir.join(link)).unwrap(), Path::new(&versioned), "{link}");
+    }
+    assert_eq!(dynamic_entries(&lib_dir.join(&versioned), "SONAME"), ["libnnunet_rt.so.0"]);
     let pc = std::fs::read_to_string(prefix.join("lib/pkgconfig/nnunet_rt.pc")).unwrap();
     assert!(pc.contains(&format!("Version: {}", env!("CARGO_PKG_VERSION"))) && pc.contains("${pcfiledir}"), "{pc}");
 
@@ -222,6 +247,10 @@ fn dist_folder_works_from_cmake_after_moving() {
         let counts = p.labels.counts(p.label_names.len());
         p.label_names.iter().zip(counts).map(|(n, c)| format!("label {n} {c}\n")).collect::<String>()
     };
+    // The program records the soname, not the path or the unversioned name.
+    let needed = dynamic_entries(&project.join("build/consumer"), "NEEDED");
+    assert!(needed.iter().any(|n| n == "libnnunet_rt.so.0"), "{needed:?}");
+    assert!(!needed.iter().any(|n| n.contains('/') || n == "libnnunet_rt.so"), "{needed:?}");
     let lib = prefix.join("lib");
     let out = success(bare(project.join("build/consumer")).arg(&model_dir).output().unwrap(), "the consumer");
     let (labels, runtime) = out.split_at(out.find("runtime ").expect("the consumer names its runtime"));

@@ -4,13 +4,14 @@
 //! nnunet-rt-<version>-linux-x86_64/
 //!   bin/nnunet-rt                       the CLI (+ a link to the ONNX Runtime in lib/)
 //!   include/nnunet_rt.h, nnunet_rt.hpp  the C header and the header-only C++ layer
-//!   lib/libnnunet_rt.so, libnnunet_rt.a
+//!   lib/libnnunet_rt.so.<version>      the shared library (soname libnnunet_rt.so.0), with the
+//!   lib/libnnunet_rt.so.0, .so          links programs load and link by; lib/libnnunet_rt.a
 //!   lib/libonnxruntime.so*              found next to libnnunet_rt.so at run time, no variable needed
 //!   lib/libonnxruntime_providers_openvino_plugin.so, libopenvino*, libtbb*, libhwloc*
 //!                                       OpenVINO for `--device auto|openvino`, found the same way
 //!   lib/cmake/nnunet_rt/                find_package(nnunet_rt): nnunet_rt::nnunet_rt, nnunet_rt::nnunet_rt_static
 //!   lib/pkgconfig/nnunet_rt.pc
-//!   README.md, LICENSE*, doc/
+//!   README.md, LICENSE*, THIRD_PARTY_NOTICES.md, doc/
 //! ```
 //!
 //! Written to `target/dist/` (or `--out DIR`) with a `.tar.gz` of the folder next to it. The
@@ -76,8 +77,12 @@ pub fn dist(args: &[String]) -> Result<(), String> {
     }
 
     copy(&built.join("nnunet-rt"), &folder.join("bin/nnunet-rt"))?;
-    copy(&built.join("libnnunet_rt.so"), &folder.join("lib/libnnunet_rt.so"))?;
-    copy(&built.join("libnnunet_rt.a"), &folder.join("lib/libnnunet_rt.a"))?;
+    let shared = SharedLibrary::for_target(&version);
+    copy(&built.join(shared.built), &folder.join("lib").join(&shared.file))?;
+    for link in &shared.links {
+        symlink(&shared.file, &folder.join("lib").join(link))?;
+    }
+    copy(&built.join(STATIC_LIBRARY), &folder.join("lib").join(STATIC_LIBRARY))?;
     copy(&root.join("include/nnunet_rt.h"), &folder.join("include/nnunet_rt.h"))?;
     copy(&root.join("bindings/cxx/include/nnunet_rt.hpp"), &folder.join("include/nnunet_rt.hpp"))?;
 
@@ -108,6 +113,7 @@ pub fn dist(args: &[String]) -> Result<(), String> {
     write(&folder.join("lib/cmake/nnunet_rt/nnunet_rtConfigVersion.cmake"), &cmake_config_version(&version))?;
     write(&folder.join("lib/pkgconfig/nnunet_rt.pc"), &pkg_config(&version))?;
     write(&folder.join("README.md"), &readme(&version))?;
+    write(&folder.join(crate::notice::FILE), &crate::notice::generate(&root)?)?;
     copy(&root.join("README.md"), &folder.join("doc/README.md"))?;
     copy(&root.join("bindings/README.md"), &folder.join("doc/bindings.md"))?;
     licenses(&root, &folder)?;
@@ -120,7 +126,7 @@ pub fn dist(args: &[String]) -> Result<(), String> {
 }
 
 /// `version` of the root crate, from its Cargo.toml.
-fn package_version(root: &Path) -> Result<String, String> {
+pub(crate) fn package_version(root: &Path) -> Result<String, String> {
     let manifest =
         std::fs::read_to_string(root.join("Cargo.toml")).map_err(|e| format!("cannot read Cargo.toml: {e}"))?;
     let package = manifest.split("[package]").nth(1).ok_or("Cargo.toml has no [package]")?;
@@ -134,25 +140,75 @@ fn package_version(root: &Path) -> Result<String, String> {
         .ok_or_else(|| "Cargo.toml's [package] has no version".to_string())
 }
 
-fn mkdir(dir: &Path) -> Result<(), String> {
+pub(crate) fn mkdir(dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
 }
 
-fn copy(from: &Path, to: &Path) -> Result<(), String> {
+pub(crate) fn copy(from: &Path, to: &Path) -> Result<(), String> {
     std::fs::copy(from, to).map(|_| ()).map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
 }
 
-fn write(path: &Path, text: &str) -> Result<(), String> {
+pub(crate) fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+/// The shared library as cargo builds it and as the dist ships it: on Linux the file
+/// `libnnunet_rt.so.<version>` with the links `libnnunet_rt.so.0` (its soname, set by build.rs)
+/// and `libnnunet_rt.so` (for `-lnnunet_rt`); on macOS `libnnunet_rt.<version>.dylib` with
+/// `libnnunet_rt.0.dylib` (its install name) and `libnnunet_rt.dylib`; on Windows the DLL and its
+/// import library as built.
+pub(crate) struct SharedLibrary {
+    /// File name in cargo's profile folder.
+    pub built: &'static str,
+    /// File name in the dist's lib/.
+    pub file: String,
+    /// Names in lib/ that point at `file`: symbolic links on Unix, copies elsewhere.
+    pub links: Vec<String>,
+    /// The name a program linked against it records (Linux soname, macOS install name).
+    pub soname: Option<String>,
+}
+
+/// The static library's file name (MSVC's `.lib` on Windows).
+const STATIC_LIBRARY: &str = if cfg!(windows) { "nnunet_rt.lib" } else { "libnnunet_rt.a" };
+
+impl SharedLibrary {
+    pub(crate) fn for_target(version: &str) -> SharedLibrary {
+        let major = version.split('.').next().unwrap_or("0");
+        if cfg!(target_os = "macos") {
+            SharedLibrary {
+                built: "libnnunet_rt.dylib",
+                file: format!("libnnunet_rt.{version}.dylib"),
+                links: vec![format!("libnnunet_rt.{major}.dylib"), "libnnunet_rt.dylib".into()],
+                soname: Some(format!("@rpath/libnnunet_rt.{major}.dylib")),
+            }
+        } else if cfg!(windows) {
+            SharedLibrary { built: "nnunet_rt.dll", file: "nnunet_rt.dll".into(), links: vec![], soname: None }
+        } else {
+            SharedLibrary {
+                built: "libnnunet_rt.so",
+                file: format!("libnnunet_rt.so.{version}"),
+                links: vec![format!("libnnunet_rt.so.{major}"), "libnnunet_rt.so".into()],
+                soname: Some(format!("libnnunet_rt.so.{major}")),
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
 fn symlink(target: &str, link: &Path) -> Result<(), String> {
     std::os::unix::fs::symlink(target, link).map_err(|e| format!("cannot link {} to {target}: {e}", link.display()))
 }
 
+/// Elsewhere (Windows) a copy of `target` (relative to the link's folder) stands in for the link.
+#[cfg(not(unix))]
+fn symlink(target: &str, link: &Path) -> Result<(), String> {
+    let from = link.parent().ok_or("a link needs a folder")?.join(target);
+    copy(&from, link)
+}
+
 /// The project's license files (LICENSE-MIT, LICENSE-APACHE), a LICENSE that says which licence
 /// covers which shipped file, and ONNX Runtime's from the wheel it came from.
-fn licenses(root: &Path, folder: &Path) -> Result<(), String> {
+pub(crate) fn licenses(root: &Path, folder: &Path) -> Result<(), String> {
     let mut ours = 0;
     for entry in std::fs::read_dir(root).map_err(|e| e.to_string())?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -199,6 +255,8 @@ with zipfile.ZipFile(wheel) as z:
 }
 
 fn cmake_config(version: &str) -> String {
+    let shared = SharedLibrary::for_target(version);
+    let (file, soname) = (shared.file, shared.soname.unwrap_or_default());
     format!(
         r#"# CMake package of nnunet-rt {version}: find_package(nnunet_rt) defines
 #   nnunet_rt::nnunet_rt         the shared library (ONNX Runtime is found next to it at run time)
@@ -215,16 +273,17 @@ find_dependency(Threads)
 if(NOT TARGET nnunet_rt::nnunet_rt)
   add_library(nnunet_rt::nnunet_rt SHARED IMPORTED)
   set_target_properties(nnunet_rt::nnunet_rt PROPERTIES
-    IMPORTED_LOCATION "${{_nnunet_rt_prefix}}/lib/libnnunet_rt.so"
-    # The library has no SONAME: link it by name, so the program does not record this path.
-    IMPORTED_NO_SONAME TRUE
+    IMPORTED_LOCATION "${{_nnunet_rt_prefix}}/lib/{file}"
+    # What a program linked against it records (not this path): it then finds the library
+    # through its rpath or the loader's path.
+    IMPORTED_SONAME "{soname}"
     INTERFACE_INCLUDE_DIRECTORIES "${{_nnunet_rt_prefix}}/include")
 endif()
 
 if(NOT TARGET nnunet_rt::nnunet_rt_static)
   add_library(nnunet_rt::nnunet_rt_static STATIC IMPORTED)
   set_target_properties(nnunet_rt::nnunet_rt_static PROPERTIES
-    IMPORTED_LOCATION "${{_nnunet_rt_prefix}}/lib/libnnunet_rt.a"
+    IMPORTED_LOCATION "${{_nnunet_rt_prefix}}/lib/{STATIC_LIBRARY}"
     INTERFACE_INCLUDE_DIRECTORIES "${{_nnunet_rt_prefix}}/include"
     INTERFACE_LINK_LIBRARIES "Threads::Threads;${{CMAKE_DL_LIBS}};m")
 endif()
@@ -298,7 +357,8 @@ Runs trained nnU-Net v2 models through ONNX Runtime, from C, C++ or the command 
 bin/nnunet-rt                  CLI: nnunet-rt predict -m MODEL_DIR -i CASE_0000.nii.gz -o CASE.nii.gz
 include/nnunet_rt.h            C API (every call returns an nnrt_status; see the header's conventions)
 include/nnunet_rt.hpp          header-only C++17 layer over the C API (namespace nnrt)
-lib/libnnunet_rt.so            shared library
+lib/libnnunet_rt.so.{version}   shared library (soname libnnunet_rt.so.0)
+lib/libnnunet_rt.so.0, .so     links to it: what programs load, and what -lnnunet_rt finds
 lib/libnnunet_rt.a             static library (link also -lpthread -ldl -lm)
 lib/libonnxruntime.so*         ONNX Runtime {ORT_VERSION}, loaded at run time from next to libnnunet_rt.so
 lib/libonnxruntime_providers_openvino_plugin.so, libopenvino*, libtbb*, libhwloc*
@@ -335,7 +395,8 @@ cc app.c -I/path/to/this/folder/include -L/path/to/this/folder/lib -lnnunet_rt -
 ```
 
 License: MIT OR Apache-2.0 (see LICENSE*); ONNX Runtime: MIT (LICENSE-onnxruntime); OpenVINO:
-Apache-2.0, its plugin MIT (third-party-programs-openvino.txt).
+Apache-2.0, its plugin MIT (third-party-programs-openvino.txt). THIRD_PARTY_NOTICES.md lists
+every Rust crate compiled into the library, with its licence.
 "#
     )
 }
