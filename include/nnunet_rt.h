@@ -4,7 +4,8 @@
  *
  * Conventions:
  *  - Every fallible function returns an nnrt_status; NNRT_OK is 0. After a failure,
- *    nnrt_last_error_message() on the same thread gives a one-line message.
+ *    nnrt_last_error_message() on the same thread gives a one-line message. Only failures
+ *    replace it: successful calls, _free functions and accessors leave it as it was.
  *  - Outputs come last; *out is set to NULL on entry and written only on success.
  *  - Every pointer argument is checked; NULL gives NNRT_NULL_ARGUMENT.
  *  - Input buffers are borrowed for the duration of a call and never kept or modified.
@@ -12,9 +13,14 @@
  *    matching _free function; _free(NULL) is a no-op; freeing twice is undefined behaviour.
  *  - Pointers returned by accessors are borrowed from their object and valid until it is freed.
  *  - No panic crosses this boundary: it becomes NNRT_PANIC, and the model involved is poisoned.
- *  - Threads: an nnrt_model may be shared; nnrt_predict calls on one model are serialised.
- *    nnrt_result is immutable. Options objects must not be modified concurrently.
- *    The last error message is per thread.
+ *  - Threads: an nnrt_model may be shared; nnrt_predict calls on one model are serialised;
+ *    nnrt_cancel may be called from any thread; nnrt_model_free cancels the predictions
+ *    running on the model and waits for them. nnrt_result is immutable. Options objects must
+ *    not be modified concurrently. The last error message is per thread.
+ *  - Memory: buffers that grow with the volume are allocated fallibly; a failed allocation is
+ *    NNRT_OUT_OF_MEMORY naming the size, never an abort, and the model stays usable.
+ *  - Versions: struct layouts and codes change only with NNRT_ABI_VERSION; structs that may
+ *    grow carry their size (struct_size = sizeof) as their first field.
  */
 
 
@@ -28,9 +34,80 @@
 #define NNRT_VERSION_PATCH 0
 /** MAJOR * 10000 + MINOR * 100 + PATCH */
 #define NNRT_VERSION_NUMBER 100
-/** Compare with nnrt_abi_version() to detect a header/library mismatch. */
-#define NNRT_ABI_VERSION 1
 
+
+/**
+ * ONNX Runtime's own CPU provider, float32.
+ */
+#define NNRT_DEVICE_CPU 0
+
+/**
+ * A CUDA GPU (needs a build with the `cuda` feature and the CUDA ONNX Runtime).
+ */
+#define NNRT_DEVICE_CUDA 1
+
+/**
+ * OpenVINO on the CPU (its plugin must load: an error otherwise).
+ */
+#define NNRT_DEVICE_OPENVINO 2
+
+/**
+ * The default: OpenVINO on the CPU when its plugin loads, else ONNX Runtime's CPU provider;
+ * float32 either way unless bf16 is asked for. `nnrt_model_runtime_info` says which ran.
+ */
+#define NNRT_DEVICE_AUTO 3
+
+/**
+ * Network arithmetic float32: nnU-Net's answer up to float noise (default).
+ */
+#define NNRT_NETWORK_PRECISION_F32 0
+
+/**
+ * Network arithmetic bfloat16 (opt-in; OpenVINO on CPUs with AVX512_BF16 or AMX): several times
+ * faster, changes a few voxels (per-label Dice >= 0.99 on the fixtures).
+ */
+#define NNRT_NETWORK_PRECISION_BF16 1
+
+/**
+ * Preprocessing stage.
+ */
+#define NNRT_STAGE_PREPROCESS 0
+
+/**
+ * Network stage (reported after every network pass).
+ */
+#define NNRT_STAGE_NETWORK 1
+
+/**
+ * Export stage.
+ */
+#define NNRT_STAGE_EXPORT 2
+
+/**
+ * Tiles weighted by the soft (probability-summed) volume of the evidence (lesion) labels.
+ */
+#define NNRT_CLASSIFICATION_LESION_WEIGHTED 0
+
+/**
+ * Unweighted mean over tiles.
+ */
+#define NNRT_CLASSIFICATION_MEAN 1
+
+/**
+ * Tiles weighted by the number of voxels they label as the evidence (lesion) labels; without
+ * any, by their foreground voxels, then uniformly (default).
+ */
+#define NNRT_CLASSIFICATION_LESION_VOXELS 2
+
+/**
+ * Logit accumulation in float16, rounded like nnU-Net (default: the same answer).
+ */
+#define NNRT_PRECISION_HALF 0
+
+/**
+ * Logit accumulation in float32 (more accurate; may differ from nnU-Net at near-ties).
+ */
+#define NNRT_PRECISION_SINGLE 1
 
 /**
  * Unsigned 8-bit voxels (`nnrt_volume.dtype`, also a label map's type).
@@ -73,77 +150,30 @@
 #define NNRT_DTYPE_F64 8
 
 /**
- * ONNX Runtime's own CPU provider, float32.
+ * Version of the C ABI described by this header: bumped whenever a signature, struct layout or
+ * code value changes. Compare with `nnrt_abi_version()` at run time.
  */
-#define NNRT_DEVICE_CPU 0
+#define NNRT_ABI_VERSION 2
 
 /**
- * A CUDA GPU (needs a build with the `cuda` feature and the CUDA ONNX Runtime).
+ * Step-by-step detail, ONNX Runtime's verbose output included.
  */
-#define NNRT_DEVICE_CUDA 1
+#define NNRT_LOG_VERBOSE 0
 
 /**
- * OpenVINO on the CPU (its plugin must load: an error otherwise).
+ * What was loaded and run, with timings.
  */
-#define NNRT_DEVICE_OPENVINO 2
+#define NNRT_LOG_INFO 1
 
 /**
- * The default: OpenVINO on the CPU when its plugin loads, else ONNX Runtime's CPU provider;
- * float32 either way unless bf16 is asked for. `nnrt_model_runtime_info` says which ran.
+ * Something the caller may want to act on (a fallback to another device, a slow path).
  */
-#define NNRT_DEVICE_AUTO 3
+#define NNRT_LOG_WARNING 2
 
 /**
- * Network arithmetic float32: nnU-Net's answer up to float noise (default).
+ * A failure.
  */
-#define NNRT_NETWORK_PRECISION_F32 0
-
-/**
- * Network arithmetic bfloat16 (opt-in; OpenVINO on CPUs with AVX512_BF16 or AMX): several times
- * faster, changes a few voxels (per-label Dice >= 0.99 on the fixtures).
- */
-#define NNRT_NETWORK_PRECISION_BF16 1
-
-/**
- * Preprocessing stage.
- */
-#define NNRT_STAGE_PREPROCESS 0
-
-/**
- * Network stage (reported after every tile).
- */
-#define NNRT_STAGE_NETWORK 1
-
-/**
- * Export stage.
- */
-#define NNRT_STAGE_EXPORT 2
-
-/**
- * Tiles weighted by the soft (probability-summed) volume of the evidence (lesion) labels.
- */
-#define NNRT_CLASSIFICATION_LESION_WEIGHTED 0
-
-/**
- * Unweighted mean over tiles.
- */
-#define NNRT_CLASSIFICATION_MEAN 1
-
-/**
- * Tiles weighted by the number of voxels they label as the evidence (lesion) labels; without
- * any, by their foreground voxels, then uniformly (default).
- */
-#define NNRT_CLASSIFICATION_LESION_VOXELS 2
-
-/**
- * Logit accumulation in float16, rounded like nnU-Net (default: the same answer).
- */
-#define NNRT_PRECISION_HALF 0
-
-/**
- * Logit accumulation in float32 (more accurate; may differ from nnU-Net at near-ties).
- */
-#define NNRT_PRECISION_SINGLE 1
+#define NNRT_LOG_ERROR 3
 
 /**
  * Metrics of one pair of label maps (opaque, immutable). Free with `nnrt_metrics_free`.
@@ -151,11 +181,13 @@
 typedef struct nnrt_metrics nnrt_metrics;
 
 /**
- * A loaded model (opaque). Load with `nnrt_model_load`, free with `nnrt_model_free`.
+ * A loaded model (opaque). Load with `nnrt_model_load` or `nnrt_model_load_from_memory`, free
+ * with `nnrt_model_free`.
  *
  * Thread safety: a model may be shared by any number of threads. Introspection runs
  * concurrently; `nnrt_predict` calls on one model are serialised (one at a time, in no
- * particular order). For parallel predictions load one model per thread.
+ * particular order). For parallel predictions load one model per thread. `nnrt_cancel` may be
+ * called from any thread.
  */
 typedef struct nnrt_model nnrt_model;
 
@@ -183,6 +215,68 @@ typedef struct nnrt_result nnrt_result;
 typedef uint32_t nnrt_status;
 
 /**
+ * Progress callback: `stage` is one of `NNRT_STAGE_*`, `fraction` in [0, 1] within the stage.
+ * Return 0 to continue, nonzero to cancel (the call then returns `NNRT_CANCELLED` before the next
+ * network pass starts).
+ * Called on the thread that called `nnrt_predict`.
+ * May be NULL where a parameter of this type is accepted.
+ */
+typedef int32_t (*nnrt_progress_fn)(uint32_t stage, double fraction, void *user_data);
+
+/**
+ * A caller's volume, described: borrowed for the duration of `nnrt_predict` only, never
+ * modified, never kept.
+ *
+ * Versioned by size: set `struct_size = sizeof(nnrt_volume)` and zero the rest before filling it
+ * (`nnrt_volume v = {sizeof v};` in C), so fields added later read as their zero defaults.
+ *
+ * Memory order: with all `byte_strides` 0 the buffer is packed, x fastest (like ITK, NIfTI and
+ * VTK): voxel (x, y, z) of channel c is element `((c * dims[2] + z) * dims[1] + y) * dims[0] + x`.
+ * Otherwise voxel (x, y, z, c) is at byte offset `x * byte_strides[0] + y * byte_strides[1] +
+ * z * byte_strides[2] + c * byte_strides[3]` from `data` (strides may be negative, each a
+ * multiple of the element size; a view into a larger array, a y-flipped image, planar or
+ * interleaved channels). `data` must be aligned for `dtype`.
+ */
+typedef struct nnrt_volume {
+  /**
+   * `sizeof(nnrt_volume)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * Voxel (0, 0, 0) of channel 0.
+   */
+  const void *data;
+  /**
+   * One of `NNRT_DTYPE_*`.
+   */
+  uint32_t dtype;
+  /**
+   * Sizes along x, y, z.
+   */
+  size_t dims[3];
+  /**
+   * Number of channels (input modalities).
+   */
+  size_t channels;
+  /**
+   * Voxel size in mm along x, y, z; finite and > 0.
+   */
+  double spacing[3];
+  /**
+   * World position of the first voxel (mm).
+   */
+  double origin[3];
+  /**
+   * 3x3 direction cosines, row-major (ITK `GetDirection()`); must be orthonormal.
+   */
+  double direction[9];
+  /**
+   * Byte distance between neighbours along x, y, z and between channels; all 0: packed.
+   */
+  int64_t byte_strides[4];
+} nnrt_volume;
+
+/**
  * A caller's label map, described (borrowed for the call only): `dims[0] * dims[1] * dims[2]`
  * elements of `dtype` (`NNRT_DTYPE_U8`, `NNRT_DTYPE_U16` or `NNRT_DTYPE_U32`), x fastest.
  */
@@ -206,51 +300,11 @@ typedef struct nnrt_label_volume {
 } nnrt_label_volume;
 
 /**
- * A caller's volume, described: borrowed for the duration of `nnrt_predict` only, never
- * modified, never kept.
- *
- * Memory order is x fastest (like ITK, NIfTI and VTK): voxel (x, y, z) of channel c is element
- * `((c * dims[2] + z) * dims[1] + y) * dims[0] + x`. `data` must hold
- * `dims[0] * dims[1] * dims[2] * channels` elements of `dtype` and be aligned for it.
+ * Log callback: `level` is one of `NNRT_LOG_*`, `message` one line (borrowed for the call).
+ * Called from any thread, including ONNX Runtime's own, possibly concurrently; it must not call
+ * back into nnunet-rt except `nnrt_set_log_callback`.
  */
-typedef struct nnrt_volume {
-  /**
-   * First voxel.
-   */
-  const void *data;
-  /**
-   * One of `NNRT_DTYPE_*`.
-   */
-  uint32_t dtype;
-  /**
-   * Sizes along x, y, z.
-   */
-  size_t dims[3];
-  /**
-   * Number of channels (input modalities), stored one after the other.
-   */
-  size_t channels;
-  /**
-   * Voxel size in mm along x, y, z; finite and > 0.
-   */
-  double spacing[3];
-  /**
-   * World position of the first voxel (mm).
-   */
-  double origin[3];
-  /**
-   * 3x3 direction cosines, row-major (ITK `GetDirection()`); must be orthonormal.
-   */
-  double direction[9];
-} nnrt_volume;
-
-/**
- * Progress callback: `stage` is one of `NNRT_STAGE_*`, `fraction` in [0, 1] within the stage.
- * Return 0 to continue, nonzero to cancel (the call then returns `NNRT_CANCELLED` within one tile).
- * Called on the thread that called `nnrt_predict`.
- * May be NULL where a parameter of this type is accepted.
- */
-typedef int32_t (*nnrt_progress_fn)(uint32_t stage, double fraction, void *user_data);
+typedef void (*nnrt_log_fn)(uint32_t level, const char *message, void *user_data);
 
 /**
  * Success.
@@ -327,160 +381,20 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * Dice, NSD, HD95 and MSD (mm, area-weighted surface elements; see the README's metrics
- * section) of `pred` against `reference`, per region. `regions` is `"name=l1,l2;name=l3"`
- * (e.g. `"pancreas=1,2;lesion=2"`), or NULL for one region per foreground label present in
- * either map. `nsd_tolerance_mm` applies to every region (> 0; e.g. 2.0).
+ * Message of the last call on this thread that failed, or "" before any failure.
  *
- * Ownership: `*out` is owned by the caller; free with `nnrt_metrics_free`. NULL on failure.
- * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (regions, dtype, tolerance),
- * `NNRT_INVALID_IMAGE` (dims, spacing), `NNRT_SHAPE_MISMATCH` (dims or spacing differ).
- */
-nnrt_status nnrt_evaluate_labels(const struct nnrt_label_volume *pred,
-                                 const struct nnrt_label_volume *reference,
-                                 const char *regions,
-                                 double nsd_tolerance_mm,
-                                 struct nnrt_metrics **out);
-
-/**
- * Frees metrics. NULL is a no-op; freeing twice is undefined behaviour.
- */
-void nnrt_metrics_free(struct nnrt_metrics *metrics);
-
-/**
- * Number of regions evaluated.
- * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
- */
-nnrt_status nnrt_metrics_num_regions(const struct nnrt_metrics *metrics, size_t *out);
-
-/**
- * Metrics of region `index`: its name (borrowed from `metrics`, valid until
- * `nnrt_metrics_free`), Dice, NSD (0..1), HD95 and MSD in mm. HD95 and MSD are NaN when exactly
- * one of the two masks is empty; both empty gives Dice 1, NSD 1 and distances 0. Any output
- * pointer except `name` may be NULL when not wanted.
- * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (index out of range).
- */
-nnrt_status nnrt_metrics_region(const struct nnrt_metrics *metrics,
-                                size_t index,
-                                const char **name,
-                                double *dice,
-                                double *nsd,
-                                double *hd95_mm,
-                                double *msd_mm);
-
-/**
- * Loads the nnU-Net model folder `model_dir` (plans.json, dataset.json, fold_N/model.onnx with
- * nnunet_rt_export.json; postprocessed when it holds a postprocessing.json), or a dataset's
- * results folder holding the inference_information.json of nnUNetv2_find_best_configuration
- * (the configuration(s), folds and postprocessing it selected; two configurations are an
- * ensemble). `options` may be NULL for the defaults; it is not kept.
+ * Only a failing call replaces it: successful calls, `_free` functions and accessors leave it
+ * as it was, so it can be read after cleaning up. Check a call's status first; the message
+ * explains a failure, it does not signal one.
  *
- * Ownership: `*out` is owned by the caller; free it with `nnrt_model_free`. `*out` is NULL on
- * failure.
- * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`, `NNRT_IO`,
- * `NNRT_INVALID_MODEL`, `NNRT_UNSUPPORTED_MODEL`, `NNRT_RUNTIME_UNAVAILABLE`, `NNRT_RUNTIME_ERROR`.
+ * Ownership: borrowed; valid until the next failing nnunet-rt call on this thread. Never NULL.
  */
-nnrt_status nnrt_model_load(const char *model_dir,
-                            const struct nnrt_options *options,
-                            struct nnrt_model **out);
+const char *nnrt_last_error_message(void);
 
 /**
- * Frees a model. NULL is a no-op. Freeing twice, or while another thread uses the model, is
- * undefined behaviour. Results stay valid after their model is freed.
+ * A static, human-readable name for a status code (unknown codes included). Never NULL.
  */
-void nnrt_model_free(struct nnrt_model *model);
-
-/**
- * Number of input channels the model expects.
- * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
- */
-nnrt_status nnrt_model_num_channels(const struct nnrt_model *model, size_t *out);
-
-/**
- * Number of output labels, background included (label values are 0..n-1).
- * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
- */
-nnrt_status nnrt_model_num_labels(const struct nnrt_model *model, size_t *out);
-
-/**
- * Name of label `index` (from dataset.json).
- *
- * Ownership: `*out` is borrowed from the model; valid until `nnrt_model_free`.
- * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (index out of range).
- */
-nnrt_status nnrt_model_label_name(const struct nnrt_model *model, size_t index, const char **out);
-
-/**
- * Number of classes of the classification head; 0 when the model has none.
- * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
- */
-nnrt_status nnrt_model_num_classes(const struct nnrt_model *model, size_t *out);
-
-/**
- * Name of head class `index`.
- *
- * Ownership: `*out` is borrowed from the model; valid until `nnrt_model_free`.
- * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (index out of range).
- */
-nnrt_status nnrt_model_class_name(const struct nnrt_model *model, size_t index, const char **out);
-
-/**
- * Number of folds in use.
- * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
- */
-nnrt_status nnrt_model_num_folds(const struct nnrt_model *model, size_t *out);
-
-/**
- * What the network runs on, as one JSON object: `device_requested`, `device` (after `auto` is
- * resolved), `execution_provider`, `network_precision`, `threads`, `onnxruntime_version`,
- * `onnxruntime_library`, `openvino` (plugin `path`, `version`, `cpu_name`, `capabilities`, or
- * null) and `auto_fallback_reason` (why `auto` did not take OpenVINO, or null).
- *
- * Ownership: `*out` is a NUL-terminated UTF-8 string borrowed from the model; valid until
- * `nnrt_model_free`.
- * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
- */
-nnrt_status nnrt_model_runtime_info(const struct nnrt_model *model, const char **out);
-
-/**
- * Name of fold `index` (`"0"`, `"all"`...).
- *
- * Ownership: `*out` is borrowed from the model; valid until `nnrt_model_free`.
- * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (index out of range).
- */
-nnrt_status nnrt_model_fold_name(const struct nnrt_model *model, size_t index, const char **out);
-
-/**
- * The model's target spacing in mm along x, y, z (the caller's axes): writes 3 doubles. A `2d`
- * configuration keeps each input's own spacing along its slice axis: 0 is written there.
- * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
- */
-nnrt_status nnrt_model_spacing(const struct nnrt_model *model, double *out_xyz);
-
-/**
- * The network's patch size in voxels along x, y, z (the caller's axes): writes 3 sizes; 1 along
- * the slice axis of a `2d` configuration.
- * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
- */
-nnrt_status nnrt_model_patch_size(const struct nnrt_model *model, size_t *out_xyz);
-
-/**
- * Predicts `volume` with `model`. `options` may be NULL for nnU-Net's defaults.
- *
- * The volume's buffer is only read, during the call. With a progress callback installed in
- * `options`, it is called at stage boundaries and after every tile, on this thread; a nonzero
- * return cancels (`NNRT_CANCELLED`, promptly: within one tile).
- *
- * Ownership: `*out` is owned by the caller; free with `nnrt_result_free`. NULL on failure.
- * Thread safety: concurrent calls on one model are serialised.
- * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`, `NNRT_INVALID_IMAGE`,
- * `NNRT_SHAPE_MISMATCH`, `NNRT_RUNTIME_ERROR`, `NNRT_OUT_OF_MEMORY`, `NNRT_CANCELLED`,
- * `NNRT_PANIC`, `NNRT_POISONED`.
- */
-nnrt_status nnrt_predict(const struct nnrt_model *model,
-                         const struct nnrt_volume *volume,
-                         const struct nnrt_predict_options *options,
-                         struct nnrt_result **out);
+const char *nnrt_status_str(uint32_t status);
 
 /**
  * Creates load options with the defaults: every exported fold, device auto, float32 network,
@@ -680,6 +594,171 @@ nnrt_status nnrt_predict_options_set_progress(struct nnrt_predict_options *optio
                                               void *user_data);
 
 /**
+ * Loads the nnU-Net model folder `model_dir` (plans.json, dataset.json, fold_N/model.onnx with
+ * nnunet_rt_export.json; postprocessed when it holds a postprocessing.json), a dataset's results
+ * folder holding the inference_information.json of nnUNetv2_find_best_configuration (the
+ * configuration(s), folds and postprocessing it selected; two configurations are an ensemble),
+ * or a model bundle file written by `nnunet-rt bundle`. `options` may be NULL for the defaults;
+ * it is not kept.
+ *
+ * Ownership: `*out` is owned by the caller; free it with `nnrt_model_free`. `*out` is NULL on
+ * failure.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`, `NNRT_IO`,
+ * `NNRT_INVALID_MODEL`, `NNRT_UNSUPPORTED_MODEL`, `NNRT_RUNTIME_UNAVAILABLE`, `NNRT_RUNTIME_ERROR`.
+ */
+nnrt_status nnrt_model_load(const char *model_dir,
+                            const struct nnrt_options *options,
+                            struct nnrt_model **out);
+
+/**
+ * Loads a model bundle (`nnunet-rt bundle -m MODEL_DIR -o model.nnrt`) from `len` bytes at
+ * `bytes`, without touching the disk: for models decrypted into memory. The bytes are read
+ * during the call only (copied where needed); the caller may wipe or free them afterwards.
+ * `options` may be NULL for the defaults; its file paths (postprocessing, previous stage) are
+ * not used: a bundle carries its own.
+ *
+ * Ownership: `*out` is owned by the caller; free it with `nnrt_model_free`. NULL on failure.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`, `NNRT_INVALID_MODEL`
+ * (corrupt or truncated bundle), `NNRT_UNSUPPORTED_MODEL`, `NNRT_RUNTIME_UNAVAILABLE`,
+ * `NNRT_RUNTIME_ERROR`, `NNRT_OUT_OF_MEMORY`.
+ */
+nnrt_status nnrt_model_load_from_memory(const void *bytes,
+                                        size_t len,
+                                        const struct nnrt_options *options,
+                                        struct nnrt_model **out);
+
+/**
+ * Frees a model. NULL is a no-op. Predictions running on the model in other threads are
+ * cancelled (they return `NNRT_CANCELLED`) and this call waits until they have returned, so
+ * freeing during a prediction is safe. Starting a call on the model after (or while) freeing it
+ * is undefined behaviour, as is freeing twice. Results stay valid after their model is freed.
+ */
+void nnrt_model_free(struct nnrt_model *model);
+
+/**
+ * Cancels the predictions running on `model` now, from any thread: each returns
+ * `NNRT_CANCELLED` promptly (the network call in progress is interrupted; on the CPU within
+ * about a second). Predictions started afterwards run normally. Cancelling when nothing runs
+ * does nothing.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+ */
+nnrt_status nnrt_cancel(const struct nnrt_model *model);
+
+/**
+ * Number of input channels the model expects.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+ */
+nnrt_status nnrt_model_num_channels(const struct nnrt_model *model, size_t *out);
+
+/**
+ * Name of input channel `index` (dataset.json `channel_names`, e.g. "CT"), in the order the
+ * channels of `nnrt_volume` are read.
+ *
+ * Ownership: `*out` is borrowed from the model; valid until `nnrt_model_free`.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (index out of range).
+ */
+nnrt_status nnrt_model_channel_name(const struct nnrt_model *model, size_t index, const char **out);
+
+/**
+ * Number of output labels, background included (label values are 0..n-1).
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+ */
+nnrt_status nnrt_model_num_labels(const struct nnrt_model *model, size_t *out);
+
+/**
+ * Name of label `index` (from dataset.json).
+ *
+ * Ownership: `*out` is borrowed from the model; valid until `nnrt_model_free`.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (index out of range).
+ */
+nnrt_status nnrt_model_label_name(const struct nnrt_model *model, size_t index, const char **out);
+
+/**
+ * Number of classes of the classification head; 0 when the model has none.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+ */
+nnrt_status nnrt_model_num_classes(const struct nnrt_model *model, size_t *out);
+
+/**
+ * Name of head class `index`.
+ *
+ * Ownership: `*out` is borrowed from the model; valid until `nnrt_model_free`.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (index out of range).
+ */
+nnrt_status nnrt_model_class_name(const struct nnrt_model *model, size_t index, const char **out);
+
+/**
+ * Number of folds in use.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+ */
+nnrt_status nnrt_model_num_folds(const struct nnrt_model *model, size_t *out);
+
+/**
+ * What the network runs on, as one JSON object: `device_requested`, `device` (after `auto` is
+ * resolved), `execution_provider`, `network_precision`, `threads`, `onnxruntime_version`,
+ * `onnxruntime_library`, `openvino` (plugin `path`, `version`, `cpu_name`, `capabilities`, or
+ * null) and `auto_fallback_reason` (why `auto` did not take OpenVINO, or null).
+ *
+ * Ownership: `*out` is a NUL-terminated UTF-8 string borrowed from the model; valid until
+ * `nnrt_model_free`.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+ */
+nnrt_status nnrt_model_runtime_info(const struct nnrt_model *model, const char **out);
+
+/**
+ * Name of fold `index` (`"0"`, `"all"`...).
+ *
+ * Ownership: `*out` is borrowed from the model; valid until `nnrt_model_free`.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (index out of range).
+ */
+nnrt_status nnrt_model_fold_name(const struct nnrt_model *model, size_t index, const char **out);
+
+/**
+ * The model's target spacing in mm along x, y, z (the caller's axes): writes 3 doubles. A `2d`
+ * configuration keeps each input's own spacing along its slice axis: 0 is written there.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+ */
+nnrt_status nnrt_model_spacing(const struct nnrt_model *model, double *out_xyz);
+
+/**
+ * The network's patch size in voxels along x, y, z (the caller's axes): writes 3 sizes; 1 along
+ * the slice axis of a `2d` configuration.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+ */
+nnrt_status nnrt_model_patch_size(const struct nnrt_model *model, size_t *out_xyz);
+
+/**
+ * Predicts `volume` with `model`. `options` may be NULL for nnU-Net's defaults.
+ *
+ * The volume's buffer is only read, during the call. With a progress callback installed in
+ * `options`, it is called at stage boundaries and after every network pass (each mirrored copy
+ * of a tile), on this thread; a nonzero return cancels (`NNRT_CANCELLED`) before the next pass
+ * starts. `nnrt_cancel` and `nnrt_model_free` from another thread interrupt the pass running.
+ *
+ * Ownership: `*out` is owned by the caller; free with `nnrt_result_free`. NULL on failure.
+ * Thread safety: concurrent calls on one model are serialised.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`, `NNRT_INVALID_IMAGE`,
+ * `NNRT_SHAPE_MISMATCH`, `NNRT_RUNTIME_ERROR`, `NNRT_OUT_OF_MEMORY`, `NNRT_CANCELLED`,
+ * `NNRT_PANIC`, `NNRT_POISONED`.
+ */
+nnrt_status nnrt_predict(const struct nnrt_model *model,
+                         const struct nnrt_volume *volume,
+                         const struct nnrt_predict_options *options,
+                         struct nnrt_result **out);
+
+/**
+ * The estimated peak memory of predicting `volume` with `options` (NULL: the defaults), in
+ * bytes: what `nnrt_predict_options_set_memory_limit` compares with. The caller's volume and
+ * ONNX Runtime's own working set (fixed per model) come on top. The voxels are not read.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`, `NNRT_INVALID_IMAGE`,
+ * `NNRT_SHAPE_MISMATCH`.
+ */
+nnrt_status nnrt_estimate_peak_bytes(const struct nnrt_model *model,
+                                     const struct nnrt_volume *volume,
+                                     const struct nnrt_predict_options *options,
+                                     uint64_t *out);
+
+/**
  * Frees a result. NULL is a no-op. Freeing twice is undefined behaviour; pointers borrowed from
  * the result are invalid afterwards.
  */
@@ -696,6 +775,33 @@ nnrt_status nnrt_result_labels(const struct nnrt_result *result,
                                const void **data,
                                uint32_t *dtype,
                                size_t *dims_xyz);
+
+/**
+ * Writes the label map into the caller's buffer `dst` as `dtype` (`NNRT_DTYPE_U8`, `U16`, `I16`,
+ * `U32`, `I32`, `F32` or `F64`; a type too small for the largest label is refused) at
+ * `byte_strides` along x, y, z (NULL or all 0: packed, x fastest, as the input was). The dims
+ * are the input's (`nnrt_result_labels`). Use it to fill an ITK/VTK image's own buffer, or
+ * its y-flipped or cropped view, without a second copy.
+ *
+ * Ownership: `dst` stays the caller's; it must hold every voxel the strides address, aligned
+ * for `dtype`. Nothing is written on failure.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (dtype, misaligned `dst`,
+ * strides not multiples of the element size).
+ */
+nnrt_status nnrt_result_copy_labels(const struct nnrt_result *result,
+                                    void *dst,
+                                    uint32_t dtype,
+                                    const int64_t *byte_strides);
+
+/**
+ * Name of label `index` (from dataset.json; `nnrt_result_num_labels` of them).
+ *
+ * Ownership: `*out` is borrowed from the result; valid until `nnrt_result_free`.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (index out of range).
+ */
+nnrt_status nnrt_result_label_name(const struct nnrt_result *result,
+                                   size_t index,
+                                   const char **out);
 
 /**
  * Number of labels (background included): the probability channels and label values 0..n-1.
@@ -754,20 +860,50 @@ nnrt_status nnrt_result_class_name(const struct nnrt_result *result,
 nnrt_status nnrt_result_timings_ms(const struct nnrt_result *result, double *out);
 
 /**
- * Message of the last failed call on this thread, or "" when the last call succeeded.
+ * Dice, NSD, HD95 and MSD (mm, area-weighted surface elements; see the README's metrics
+ * section) of `pred` against `reference`, per region. `regions` is `"name=l1,l2;name=l3"`
+ * (e.g. `"pancreas=1,2;lesion=2"`), or NULL for one region per foreground label present in
+ * either map. `nsd_tolerance_mm` applies to every region (> 0; e.g. 2.0).
  *
- * Ownership: borrowed; valid until the next nnunet-rt call on this thread. Never NULL.
+ * Ownership: `*out` is owned by the caller; free with `nnrt_metrics_free`. NULL on failure.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (regions, dtype, tolerance),
+ * `NNRT_INVALID_IMAGE` (dims, spacing), `NNRT_SHAPE_MISMATCH` (dims or spacing differ).
  */
-const char *nnrt_last_error_message(void);
+nnrt_status nnrt_evaluate_labels(const struct nnrt_label_volume *pred,
+                                 const struct nnrt_label_volume *reference,
+                                 const char *regions,
+                                 double nsd_tolerance_mm,
+                                 struct nnrt_metrics **out);
 
 /**
- * A static, human-readable name for a status code (unknown codes included). Never NULL.
+ * Frees metrics. NULL is a no-op; freeing twice is undefined behaviour.
  */
-const char *nnrt_status_str(uint32_t status);
+void nnrt_metrics_free(struct nnrt_metrics *metrics);
 
 /**
- * Version of the C ABI described by this header (`NNRT_ABI_VERSION`); compare at run time to
- * detect a header/library mismatch.
+ * Number of regions evaluated.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+ */
+nnrt_status nnrt_metrics_num_regions(const struct nnrt_metrics *metrics, size_t *out);
+
+/**
+ * Metrics of region `index`: its name (borrowed from `metrics`, valid until
+ * `nnrt_metrics_free`), Dice, NSD (0..1), HD95 and MSD in mm. HD95 and MSD are NaN when exactly
+ * one of the two masks is empty; both empty gives Dice 1, NSD 1 and distances 0. Any output
+ * pointer except `name` may be NULL when not wanted.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (index out of range).
+ */
+nnrt_status nnrt_metrics_region(const struct nnrt_metrics *metrics,
+                                size_t index,
+                                const char **name,
+                                double *dice,
+                                double *nsd,
+                                double *hd95_mm,
+                                double *msd_mm);
+
+/**
+ * Version of the C ABI the loaded library implements (`NNRT_ABI_VERSION` of its header); compare
+ * at run time to detect a header/library mismatch.
  */
 uint32_t nnrt_abi_version(void);
 
@@ -775,6 +911,27 @@ uint32_t nnrt_abi_version(void);
  * Static string `"nnunet-rt/<version> ort/<ort crate version> onnxruntime-api/31"`. Never NULL.
  */
 const char *nnrt_version(void);
+
+/**
+ * What this process has, as one JSON object: `nnunet_rt_version`, `abi_version`, `features`
+ * (compiled in: `cuda`, `io`), `cpu_features` (e.g. `avx512f`, `avx512bf16`, `amx-bf16`),
+ * `onnxruntime_version` and `onnxruntime_library` (null when none loads, with
+ * `onnxruntime_error` saying why), `execution_providers` (with a device in the environment)
+ * and `openvino` (the registered plugin, or null). Loads ONNX Runtime by the usual search if no
+ * model has loaded it yet. For what one model runs on, see `nnrt_model_runtime_info`.
+ *
+ * Ownership: `*out` is borrowed; valid until the next `nnrt_runtime_info` call on this thread.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+ */
+nnrt_status nnrt_runtime_info(const char **out);
+
+/**
+ * Sends every message of the library and of ONNX Runtime at `min_level` (`NNRT_LOG_*`) or above
+ * to `callback`, for the whole process; NULL restores the default: errors only, on stderr.
+ * `user_data` is passed back untouched. Without a callback the library prints nothing but errors.
+ * Returns `NNRT_OK`, `NNRT_INVALID_ARGUMENT` (unknown level).
+ */
+nnrt_status nnrt_set_log_callback(nnrt_log_fn callback, void *user_data, uint32_t min_level);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -29,6 +29,14 @@ impl Labels {
         }
     }
 
+    /// The largest label value present (0 for an empty map).
+    pub fn max_value(&self) -> u32 {
+        match self {
+            Labels::U8(v) => v.iter().copied().max().unwrap_or(0) as u32,
+            Labels::U16(v) => v.iter().copied().max().unwrap_or(0) as u32,
+        }
+    }
+
     /// Number of voxels.
     pub fn len(&self) -> usize {
         match self {

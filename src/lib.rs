@@ -14,6 +14,8 @@ pub mod ffi;
 pub mod folder;
 #[cfg(feature = "io")]
 pub mod io;
+pub mod log;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod postprocess;

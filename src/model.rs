@@ -1,21 +1,22 @@
 //! The safe Rust API: load a model folder once, predict many volumes.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use half::f16;
 use ndarray::Array4;
 
 use crate::backend::device::{Device, NetworkPrecision};
-use crate::backend::ort::{OrtNetwork, SessionSettings};
+use crate::backend::ort::{OnnxModel, OrtNetwork, SessionSettings};
 use crate::backend::runtime::{self, RuntimeInfo};
-use crate::backend::TileNetwork;
+use crate::backend::{Interrupt, TileNetwork};
 use crate::classify::{self, Classification, ClassificationPolicy, TileEvidence};
 use crate::ensemble::{self, Selection, INFERENCE_INFORMATION_FILE};
 use crate::error::{Error, ErrorKind, Result};
 use crate::export::{self, Labels};
-use crate::folder::{ModelFolder, Plan};
+use crate::folder::{bundle, Bundle, ModelFolder, Plan, Source};
 use crate::postprocess::{Postprocessing, StepReport};
 use crate::preprocess::{self, Preprocessed};
 use crate::volume::{Geometry, VolumeView};
@@ -170,7 +171,7 @@ impl Logits {
 pub enum Stage {
     /// Transpose, crop, normalise, resample.
     Preprocess,
-    /// Sliding-window network passes (the long part; reported after every tile).
+    /// Sliding-window network passes (the long part; reported after every network pass).
     Network,
     /// Resampling back, argmax, un-crop.
     Export,
@@ -280,6 +281,11 @@ pub struct Configuration {
     folder: ModelFolder,
     gaussian: Vec<f16>,
     engine: Mutex<Engine>,
+    /// What stops each fold's network mid-run (those that can be stopped), reachable without
+    /// the engine's lock, which a running prediction holds.
+    interrupters: Vec<Arc<dyn Interrupt>>,
+    /// The model's pool for the work around the network (`None`: rayon's global pool).
+    pool: Option<Arc<rayon::ThreadPool>>,
     runtime_info: Option<RuntimeInfo>,
     /// A cascade stage's previous stage, run first on the same volume.
     previous: Option<Box<Configuration>>,
@@ -298,13 +304,28 @@ impl Configuration {
     /// `<trainer>__<plans>__<previous_stage>`.
     pub fn load(dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Configuration> {
         let dir = dir.as_ref();
-        let folder = ModelFolder::open(dir, options.folds.as_deref())?;
+        if !dir.is_dir() {
+            return Err(Error::new(ErrorKind::Io, format!("model folder {} does not exist", dir.display())));
+        }
+        Configuration::load_source(Source::Dir(dir.to_path_buf()), options)
+    }
+
+    /// [`Configuration::load`] from a folder on disk or inside a bundle; a bundled cascade stage
+    /// finds its previous stage inside the bundle.
+    fn load_source(source: Source, options: &LoadOptions) -> Result<Configuration> {
+        let folder = ModelFolder::open_source(source, options.folds.as_deref())?;
+        let dir = folder.dir.clone();
+        let dir = dir.as_path();
         let previous = match &folder.plan.previous_stage {
             None => None,
             Some(name) => {
-                let previous_dir = previous_stage_dir(dir, name, options)?;
+                let previous_source = match &folder.source {
+                    Source::Dir(_) => Source::Dir(previous_stage_dir(dir, name, options)?),
+                    bundled @ Source::Bundle { .. } => bundled.child(bundle::PREVIOUS_STAGE_PREFIX),
+                };
+                let previous_dir = previous_source.path_of("");
                 let previous_options = LoadOptions { previous_stage_model: None, ..options.clone() };
-                let previous = Configuration::load(&previous_dir, &previous_options)?;
+                let previous = Configuration::load_source(previous_source, &previous_options)?;
                 if previous.plan().labels != folder.plan.labels || previous.plan().configuration != *name {
                     return Err(Error::invalid_model(format!(
                         "{} is not {}'s previous stage: it is configuration {:?} with labels {:?} (expected {name:?} with labels {:?})",
@@ -334,9 +355,18 @@ impl Configuration {
             .folds
             .iter()
             .map(|fold| {
+                let bundled;
+                let onnx = match &folder.source {
+                    Source::Dir(_) => OnnxModel::File(&fold.onnx_path),
+                    Source::Bundle { .. } => {
+                        bundled = folder.source.read(&fold.onnx_name)?;
+                        OnnxModel::Bytes(&bundled)
+                    }
+                };
                 OrtNetwork::load(
                     runtime,
-                    &fold.onnx_path,
+                    &fold.onnx_path.display().to_string(),
+                    onnx,
                     &fold.metadata,
                     tile_shape.clone(),
                     plan.num_outputs(),
@@ -345,6 +375,22 @@ impl Configuration {
                 .map(|n| Box::new(n) as Box<dyn TileNetwork + Send>)
             })
             .collect::<Result<Vec<_>>>()?;
+        if let Some(reason) = &resolved.fallback_reason {
+            crate::log::emit(crate::log::Level::Warning, || {
+                format!("device auto runs on ONNX Runtime's CPU provider: {reason}")
+            });
+        }
+        crate::log::emit(crate::log::Level::Info, || {
+            format!(
+                "loaded {} ({}, folds {}) on {} ({}, {})",
+                folder.dir.display(),
+                folder.plan.configuration,
+                folder.folds.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "),
+                resolved.provider.ort_name(),
+                options.network_precision,
+                runtime.path.display()
+            )
+        });
         let mut model = Configuration::with_networks(folder, networks);
         model.previous = previous;
         model.runtime_info = Some(RuntimeInfo {
@@ -366,9 +412,12 @@ impl Configuration {
     /// tests and for callers with their own inference engine.
     pub fn with_networks(folder: ModelFolder, networks: Vec<Box<dyn TileNetwork + Send>>) -> Configuration {
         let gaussian = gaussian::gaussian_map(folder.plan.patch_size);
+        let interrupters = networks.iter().filter_map(|n| n.interrupter()).collect();
         Configuration {
             folder,
             gaussian,
+            interrupters,
+            pool: None,
             engine: Mutex::new(Engine { networks, buffers: TileBuffers::default() }),
             runtime_info: None,
             previous: None,
@@ -434,21 +483,22 @@ impl Configuration {
         };
         report(Stage::Preprocess, 0.0)?;
         let start = Instant::now();
-        let pre =
-            preprocess::preprocess_with_previous_stage(volume, self.plan(), previous.as_ref().map(|p| &p.labels))?;
+        let previous_labels = previous.as_ref().map(|p| &p.labels);
+        let pre = self.on_pool(|| preprocess::preprocess_with_previous_stage(volume, self.plan(), previous_labels))?;
         let preprocess_time = start.elapsed();
 
-        report(Stage::Network, 0.0)?;
+        // The network stage's first report (0.0) comes from the window, once this configuration's
+        // networks are free for this prediction.
         let start = Instant::now();
         let case = self.predict_logits(&pre, options, &mut |f| report(Stage::Network, f))?;
         let network_time = start.elapsed();
 
         report(Stage::Export, 0.0)?;
         let start = Instant::now();
-        let exported = match &case.logits {
+        let exported = self.on_pool(|| match &case.logits {
             Logits::Half(l) => export::export(l, &pre, self.plan(), options.probabilities),
             Logits::Single(l) => export::export(l, &pre, self.plan(), options.probabilities),
-        };
+        });
         let classification = self.classify(&case.evidence, options.classification_policy);
         let export_time = start.elapsed();
         report(Stage::Export, 1.0)?;
@@ -476,7 +526,7 @@ impl Configuration {
     }
 
     /// The sliding window over every fold and the fold average, on a preprocessed case.
-    /// `progress(fraction)` runs after every tile and may cancel by returning an error.
+    /// `progress(fraction)` runs after every network pass and may cancel by returning an error.
     pub fn predict_logits(
         &self,
         pre: &Preprocessed,
@@ -511,8 +561,36 @@ impl Configuration {
         let mut engine = self.engine.lock().map_err(|_| {
             Error::new(ErrorKind::Poisoned, "the model is unusable: an earlier prediction panicked; load it again")
         })?;
+        // A cancel that came before this prediction left the networks' stop flags set; the
+        // caller's progress check right after clearing them still sees a cancel aimed at this one.
+        self.interrupters.iter().for_each(|i| i.resume());
+        progress(0.0)?;
         let Engine { networks, buffers } = &mut *engine;
         window::run_folds(&case, networks, buffers, progress)
+    }
+
+    /// Runs `work` on the model's pool (rayon's global pool for a configuration used alone).
+    fn on_pool<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(pool) => pool.install(work),
+            None => work(),
+        }
+    }
+
+    /// Makes this configuration and its previous stage work on `pool`.
+    fn share_pool(&mut self, pool: &Arc<rayon::ThreadPool>) {
+        self.pool = Some(pool.clone());
+        if let Some(previous) = &mut self.previous {
+            previous.share_pool(pool);
+        }
+    }
+
+    /// Stops the runs in progress of this configuration and its previous stage.
+    fn interrupt(&self) {
+        self.interrupters.iter().for_each(|i| i.interrupt());
+        if let Some(previous) = &self.previous {
+            previous.interrupt();
+        }
     }
 
     /// Estimated peak memory of predicting `volume` (bytes): the largest of the preprocessing,
@@ -522,10 +600,16 @@ impl Configuration {
     /// rather than fail late. The caller's volume and ONNX Runtime's own working set (fixed per
     /// patch size: ~1.4 GiB for ResEncUNet-M at 64 x 128 x 192 on the CPU) come on top.
     pub fn estimate_peak_bytes(&self, volume: &VolumeView<'_>, options: &PredictOptions) -> u64 {
+        self.estimate_peak_bytes_for(volume.dims(), volume.geometry().spacing, options)
+    }
+
+    /// [`Configuration::estimate_peak_bytes`] from a volume's (x, y, z) dims and spacing alone.
+    pub fn estimate_peak_bytes_for(&self, dims: [usize; 3], spacing: [f64; 3], options: &PredictOptions) -> u64 {
         let plan = self.plan();
-        let input: u64 = volume.voxels_per_channel() as u64;
-        let shape = plan.to_network_axes(volume.dims());
-        let spacing = plan.to_network_axes(volume.geometry().spacing);
+        let input: u64 = dims.iter().map(|&d| d as u64).product();
+        let shape = plan.to_network_axes(dims);
+        let spacing_xyz = spacing;
+        let spacing = plan.to_network_axes(spacing);
         let new_shape = crate::resample::compute_new_shape(shape, spacing, plan.target_spacing(spacing));
         let logit_bytes = match options.precision {
             Precision::Half => 2,
@@ -547,7 +631,7 @@ impl Configuration {
             // A cascade's first stage runs before; its labels stay while this stage runs.
             Some(previous) => {
                 let options = PredictOptions { probabilities: false, ..options.clone() };
-                previous.estimate_peak_bytes(volume, &options).max(own + input)
+                previous.estimate_peak_bytes_for(dims, spacing_xyz, &options).max(own + input)
             }
             None => own,
         }
@@ -573,14 +657,32 @@ pub const POSTPROCESSING_FILE: &str = "postprocessing.json";
 ///
 /// `Model` is `Send + Sync`: share it between threads freely. Predictions on one model are
 /// serialised (ONNX Runtime sessions run one call at a time); load one model per thread to run
-/// in parallel. A prediction that panicked poisons the model: later calls fail with
-/// [`ErrorKind::Poisoned`].
-#[derive(Debug)]
+/// in parallel. [`Model::cancel`] stops the running predictions from any thread. A prediction
+/// that panicked poisons the model: later calls fail with [`ErrorKind::Poisoned`].
+///
+/// Threads: [`LoadOptions::intra_threads`] (default: one per core) sizes both the network's
+/// threads (ONNX Runtime's or OpenVINO's) and the model's own pool for the work around it, which
+/// run one after the other; a model never uses more cores than that at once.
 pub struct Model {
     configurations: Vec<Configuration>,
     postprocessing: Postprocessing,
     postprocessing_source: Option<PathBuf>,
     selection: Option<Selection>,
+    /// Bumped by [`Model::cancel`]: a prediction that started under an older value is cancelled.
+    cancel_generation: AtomicU64,
+    /// The threads of everything around the network (preprocessing, export, postprocessing),
+    /// shared by the configurations.
+    pool: Arc<rayon::ThreadPool>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("configurations", &self.configurations)
+            .field("postprocessing_source", &self.postprocessing_source)
+            .field("threads", &self.pool.current_num_threads())
+            .finish()
+    }
 }
 
 impl Model {
@@ -589,8 +691,14 @@ impl Model {
     /// `inference_information.json` of `nnUNetv2_find_best_configuration`, which runs the
     /// configuration(s), folds and postprocessing it selected (`options.folds` overrides the
     /// folds).
+    ///
+    /// A file is read as a model bundle (see [`Model::load_bundle`]).
     pub fn load(dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
         let dir = dir.as_ref();
+        if dir.is_file() {
+            let bytes = std::fs::read(dir).map_err(|e| Error::io("cannot read", dir, e))?;
+            return Model::load_bundle_owned(bytes, options);
+        }
         if dir.join(INFERENCE_INFORMATION_FILE).is_file() && !dir.join("plans.json").is_file() {
             let selection = Selection::read(dir)?;
             let member_options = LoadOptions {
@@ -603,11 +711,72 @@ impl Model {
                 .map(|member| Configuration::load(&member.dir, &member_options))
                 .collect::<Result<Vec<_>>>()?;
             let postprocessing = Some(selection.postprocessing.clone());
-            Model::assemble(configurations, options, postprocessing, Some(selection))
+            Model::assemble(configurations, options, postprocessing, None, Some(selection))
         } else {
             let own = dir.join(POSTPROCESSING_FILE);
-            Model::assemble(vec![Configuration::load(dir, options)?], options, own.is_file().then_some(own), None)
+            Model::assemble(vec![Configuration::load(dir, options)?], options, own.is_file().then_some(own), None, None)
         }
+    }
+
+    /// Loads a model bundle (written by [`Model::write_bundle`], `nnunet-rt bundle`) from memory,
+    /// without touching the disk: ONNX Runtime's sessions are created from the bytes. A corrupt,
+    /// truncated or hostile bundle fails with [`ErrorKind::InvalidModel`]. The bundle's own
+    /// postprocessing applies unless `options` skips it or names another file.
+    pub fn load_bundle(bytes: &[u8], options: &LoadOptions) -> Result<Model> {
+        let mut owned = crate::memory::try_filled(0, 0u8, "the model bundle")?;
+        crate::memory::reserve(&mut owned, bytes.len(), "the model bundle")?;
+        owned.extend_from_slice(bytes);
+        Model::load_bundle_owned(owned, options)
+    }
+
+    fn load_bundle_owned(bytes: Vec<u8>, options: &LoadOptions) -> Result<Model> {
+        let bundle = Arc::new(Bundle::parse(bytes)?);
+        let source = Source::Bundle { bundle: bundle.clone(), prefix: String::new() };
+        let configuration = Configuration::load_source(source, options)?;
+        let postprocessing = bundle.get(POSTPROCESSING_FILE);
+        Model::assemble(vec![configuration], options, None, postprocessing, None)
+    }
+
+    /// Writes the model folder `dir` as one bundle file `out`: plans, dataset, each selected
+    /// fold's ONNX model and export metadata, the postprocessing when the folder has one, and for
+    /// a cascade stage its previous stage (found as [`Model::load`] finds it). The folder is
+    /// checked as a load would check it (without creating sessions).
+    pub fn write_bundle(dir: &Path, options: &LoadOptions, out: &Path) -> Result<()> {
+        if dir.join(INFERENCE_INFORMATION_FILE).is_file() && !dir.join("plans.json").is_file() {
+            return Err(Error::invalid_argument(format!(
+                "{} is a results folder (inference_information.json); bundle one of its model folders",
+                dir.display()
+            )));
+        }
+        let mut files = Vec::new();
+        bundle_files(dir, options, "", &mut files)?;
+        let list: Vec<(String, &Path)> = files.iter().map(|(name, path)| (name.clone(), path.as_path())).collect();
+        let partial = out.with_extension("nnrt.partial");
+        let written = std::fs::File::create(&partial)
+            .map_err(|e| Error::io("cannot create", &partial, e))
+            .and_then(|file| {
+                let mut writer = std::io::BufWriter::new(file);
+                bundle::write(&list, &mut writer)?;
+                std::io::Write::flush(&mut writer).map_err(|e| Error::io("cannot write", &partial, e))
+            })
+            .and_then(|()| std::fs::rename(&partial, out).map_err(|e| Error::io("cannot write", out, e)));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        written
+    }
+
+    /// Cancels the predictions running on this model now, from any thread: each fails promptly
+    /// with [`ErrorKind::Cancelled`] (the network run in progress is interrupted). Predictions
+    /// that start afterwards run normally.
+    pub fn cancel(&self) {
+        self.cancel_generation.fetch_add(1, Ordering::SeqCst);
+        self.configurations.iter().for_each(Configuration::interrupt);
+    }
+
+    /// Threads of the model's own pool (preprocessing, export, postprocessing).
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
     }
 
     /// An ensemble of the model folders `dirs`, predicted as `nnUNetv2_ensemble` combines them;
@@ -617,24 +786,30 @@ impl Model {
             return Err(Error::invalid_argument("an ensemble needs at least one model folder"));
         }
         let configurations = dirs.iter().map(|dir| Configuration::load(dir, options)).collect::<Result<Vec<_>>>()?;
-        Model::assemble(configurations, options, None, None)
+        Model::assemble(configurations, options, None, None, None)
     }
 
     /// A single-configuration model whose folds run through the given networks (one per fold,
     /// in order) — for tests and for callers with their own inference engine.
     pub fn with_networks(folder: ModelFolder, networks: Vec<Box<dyn TileNetwork + Send>>) -> Model {
+        let pool = Arc::new(thread_pool(None).expect("a thread pool of the default size"));
+        let mut configuration = Configuration::with_networks(folder, networks);
+        configuration.share_pool(&pool);
         Model {
-            configurations: vec![Configuration::with_networks(folder, networks)],
+            configurations: vec![configuration],
             postprocessing: Postprocessing::none(),
             postprocessing_source: None,
             selection: None,
+            cancel_generation: AtomicU64::new(0),
+            pool,
         }
     }
 
     fn assemble(
-        configurations: Vec<Configuration>,
+        mut configurations: Vec<Configuration>,
         options: &LoadOptions,
         folder_postprocessing: Option<PathBuf>,
+        bundled_postprocessing: Option<&[u8]>,
         selection: Option<Selection>,
     ) -> Result<Model> {
         let first = configurations[0].plan();
@@ -657,12 +832,32 @@ impl Model {
         } else {
             options.postprocessing_file.clone().or(folder_postprocessing)
         };
-        let postprocessing = match &source {
-            Some(path) => Postprocessing::from_file(path)?,
-            None => Postprocessing::none(),
+        let postprocessing = match (&source, bundled_postprocessing) {
+            _ if options.skip_postprocessing => Postprocessing::none(),
+            (Some(path), _) => Postprocessing::from_file(path)?,
+            (None, Some(bytes)) => {
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|_| Error::invalid_model(format!("the bundle's {POSTPROCESSING_FILE} is not UTF-8")))?;
+                Postprocessing::from_json_text(text)
+                    .map_err(|e| Error::new(e.kind(), format!("the bundle's {POSTPROCESSING_FILE}: {e}")))?
+            }
+            (None, None) => Postprocessing::none(),
         };
         postprocessing.check_labels(first.num_classes())?;
-        Ok(Model { configurations, postprocessing, postprocessing_source: source, selection })
+        let source = source.or_else(|| {
+            (bundled_postprocessing.is_some() && !options.skip_postprocessing)
+                .then(|| PathBuf::from(format!("<bundle>/{POSTPROCESSING_FILE}")))
+        });
+        let pool = Arc::new(thread_pool(options.intra_threads)?);
+        configurations.iter_mut().for_each(|c| c.share_pool(&pool));
+        Ok(Model {
+            configurations,
+            postprocessing,
+            postprocessing_source: source,
+            selection,
+            cancel_generation: AtomicU64::new(0),
+            pool,
+        })
     }
 
     fn first(&self) -> &Configuration {
@@ -731,15 +926,20 @@ impl Model {
     /// Estimated peak memory of [`Model::predict`] in bytes: the largest member's, plus for an
     /// ensemble every member's probabilities on the input grid and their average.
     pub fn estimate_peak_bytes(&self, volume: &VolumeView<'_>, options: &PredictOptions) -> u64 {
+        self.estimate_peak_bytes_for(volume.dims(), volume.geometry().spacing, options)
+    }
+
+    /// [`Model::estimate_peak_bytes`] from a volume's (x, y, z) dims and spacing alone, before
+    /// its voxels exist.
+    pub fn estimate_peak_bytes_for(&self, dims: [usize; 3], spacing: [f64; 3], options: &PredictOptions) -> u64 {
         if self.configurations.len() == 1 {
-            return self.first().estimate_peak_bytes(volume, options);
+            return self.first().estimate_peak_bytes_for(dims, spacing, options);
         }
         let member_options = PredictOptions { probabilities: true, ..options.clone() };
-        let largest = self.configurations.iter().map(|c| c.estimate_peak_bytes(volume, &member_options)).max();
-        let held = (self.configurations.len() as u64 + 1)
-            * self.plan().num_outputs() as u64
-            * volume.voxels_per_channel() as u64
-            * 4;
+        let largest =
+            self.configurations.iter().map(|c| c.estimate_peak_bytes_for(dims, spacing, &member_options)).max();
+        let voxels: u64 = dims.iter().map(|&d| d as u64).product();
+        let held = (self.configurations.len() as u64 + 1) * self.plan().num_outputs() as u64 * voxels * 4;
         largest.unwrap_or(0) + held
     }
 
@@ -747,6 +947,42 @@ impl Model {
     /// every tile; returning `false` cancels and the call fails with [`ErrorKind::Cancelled`]. An
     /// ensemble runs its members in turn; each reports its stages with fractions of the whole.
     pub fn predict(
+        &self,
+        volume: &VolumeView<'_>,
+        options: &PredictOptions,
+        progress: &mut dyn FnMut(Stage, f64) -> bool,
+    ) -> Result<Prediction> {
+        let ticket = self.cancel_generation.load(Ordering::SeqCst);
+        let cancelled = || self.cancel_generation.load(Ordering::SeqCst) != ticket;
+        let mut checked_progress = |stage: Stage, fraction: f64| !cancelled() && progress(stage, fraction);
+        let outcome = self.predict_checked(volume, options, &mut checked_progress);
+        // An interrupted network run fails with ONNX Runtime's own error: the cancel is the cause.
+        let outcome = outcome.map_err(|err| {
+            if cancelled() {
+                Error::new(ErrorKind::Cancelled, "cancelled by Model::cancel (nnrt_cancel)")
+            } else {
+                err
+            }
+        });
+        match &outcome {
+            Ok(p) => crate::log::emit(crate::log::Level::Info, || {
+                let t = p.timings;
+                format!(
+                    "predicted {:?} voxels with {}: preprocess {:.0} ms, network {:.0} ms ({} passes), export {:.0} ms",
+                    p.dims,
+                    p.configurations.join(" + "),
+                    t.preprocess.as_secs_f64() * 1e3,
+                    t.network.as_secs_f64() * 1e3,
+                    p.network_passes,
+                    t.export.as_secs_f64() * 1e3
+                )
+            }),
+            Err(err) => crate::log::emit(crate::log::Level::Info, || format!("prediction failed: {err}")),
+        }
+        outcome
+    }
+
+    fn predict_checked(
         &self,
         volume: &VolumeView<'_>,
         options: &PredictOptions,
@@ -762,7 +998,8 @@ impl Model {
         };
         if !self.postprocessing.is_empty() {
             let start = Instant::now();
-            prediction.postprocessing = self.postprocessing.apply(&mut prediction.labels, prediction.dims)?;
+            let (labels, dims) = (&mut prediction.labels, prediction.dims);
+            prediction.postprocessing = self.pool.install(|| self.postprocessing.apply(labels, dims))?;
             prediction.timings.export += start.elapsed();
         }
         Ok(prediction)
@@ -785,9 +1022,9 @@ impl Model {
         let start = Instant::now();
         let probabilities: Vec<Vec<f32>> =
             predictions.iter_mut().map(|p| p.probabilities.take().expect("members predict probabilities")).collect();
-        let average = ensemble::average_probabilities(&probabilities);
+        let average = self.pool.install(|| ensemble::average_probabilities(&probabilities));
         drop(probabilities);
-        let labels = export::labels_from_probabilities(&average, self.plan());
+        let labels = self.pool.install(|| export::labels_from_probabilities(&average, self.plan()));
         let heads: Vec<&Classification> = predictions.iter().filter_map(|p| p.classification.as_ref()).collect();
         let classification = heads.first().map(|head| {
             let per_fold = heads
@@ -816,6 +1053,36 @@ impl Model {
             postprocessing: Vec::new(),
         })
     }
+}
+
+/// The model's own pool: `threads` workers (`None`: one per core).
+fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
+    let mut builder = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("nnunet-rt-{i}"));
+    if let Some(threads) = threads {
+        builder = builder.num_threads(threads);
+    }
+    builder.build().map_err(|e| Error::runtime(format!("cannot start the model's threads: {e}")))
+}
+
+/// The files of model folder `dir` for a bundle, named under `prefix`: see [`Model::write_bundle`].
+fn bundle_files(dir: &Path, options: &LoadOptions, prefix: &str, files: &mut Vec<(String, PathBuf)>) -> Result<()> {
+    let folder = ModelFolder::open(dir, options.folds.as_deref())?;
+    for name in ["plans.json", "dataset.json", POSTPROCESSING_FILE] {
+        if dir.join(name).is_file() {
+            files.push((format!("{prefix}{name}"), dir.join(name)));
+        }
+    }
+    for fold in &folder.folds {
+        let metadata = format!("fold_{}/{}", fold.name, crate::folder::EXPORT_METADATA_FILE);
+        files.push((format!("{prefix}{}", fold.onnx_name), fold.onnx_path.clone()));
+        files.push((format!("{prefix}{metadata}"), dir.join(&metadata)));
+    }
+    if let Some(previous) = &folder.plan.previous_stage {
+        let previous_dir = previous_stage_dir(dir, previous, options)?;
+        let previous_options = LoadOptions { previous_stage_model: None, ..options.clone() };
+        bundle_files(&previous_dir, &previous_options, &format!("{prefix}{}", bundle::PREVIOUS_STAGE_PREFIX), files)?;
+    }
+    Ok(())
 }
 
 /// Where a cascade stage's previous stage is: the explicit option, or nnU-Net's sibling folder.

@@ -5,6 +5,8 @@ pub mod device;
 pub mod ort;
 pub mod runtime;
 
+use std::sync::Arc;
+
 use crate::error::Result;
 
 /// A network that maps a batch of input tiles to logits, through buffers it owns.
@@ -19,6 +21,20 @@ pub trait TileNetwork {
 
     /// Runs the batch last written into [`TileNetwork::input`].
     fn run(&mut self) -> Result<TileOutputs<'_>>;
+
+    /// A handle that interrupts this network's run in progress from another thread, or `None`
+    /// when a run cannot be interrupted (a cancelled prediction then waits for it to finish).
+    fn interrupter(&self) -> Option<Arc<dyn Interrupt>> {
+        None
+    }
+}
+
+/// Stops a network's runs from another thread (ONNX Runtime's run-options terminate flag).
+pub trait Interrupt: Send + Sync {
+    /// Makes the run in progress, and every run until [`Interrupt::resume`], fail promptly.
+    fn interrupt(&self);
+    /// Lets runs proceed again.
+    fn resume(&self);
 }
 
 /// The logits of one batch, borrowed from the network until its next call.

@@ -1,16 +1,16 @@
 //! ONNX Runtime sessions for the exported folds.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use ort::memory::Allocator;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
-use ort::session::IoBinding;
-use ort::session::Session;
+use ort::session::{IoBinding, RunOptions, Session};
 use ort::value::Tensor;
 
 use super::device::{NetworkPrecision, Provider};
 use super::runtime::Runtime;
-use super::{TileNetwork, TileOutputs};
+use super::{Interrupt, TileNetwork, TileOutputs};
 use crate::error::{Error, ErrorKind, Result};
 use crate::folder::{ExportMetadata, ROLE_CLASSIFICATION, ROLE_SEGMENTATION};
 
@@ -29,6 +29,15 @@ pub struct SessionSettings {
     pub openvino_cache_dir: Option<std::path::PathBuf>,
 }
 
+/// Where a fold's ONNX model comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum OnnxModel<'a> {
+    /// A file ONNX Runtime reads itself.
+    File(&'a Path),
+    /// The model's bytes (from a bundle in memory); ONNX Runtime copies what it keeps.
+    Bytes(&'a [u8]),
+}
+
 /// One fold's network in ONNX Runtime.
 ///
 /// Input and outputs live in tensors allocated once per batch size and bound to the session
@@ -37,6 +46,8 @@ pub struct SessionSettings {
 #[derive(Debug)]
 pub struct OrtNetwork {
     session: Session,
+    /// Shared with [`OrtNetwork::interrupter`]: its terminate flag stops a run from any thread.
+    run_options: Arc<StopFlag>,
     input_name: String,
     seg_name: String,
     cls_name: Option<String>,
@@ -57,13 +68,15 @@ struct BoundTensors {
 }
 
 impl OrtNetwork {
-    /// Loads `onnx_path` described by `metadata` into a session.
+    /// Loads the ONNX model `onnx` (`name` says where it came from in messages), described by
+    /// `metadata`, into a session.
     ///
     /// `tile_shape` is one input tile as the network takes it: `(channels, Pz, Py, Px)`, or
     /// `(channels, Py, Px)` for a 2-D network; `classes` the segmentation outputs' channel count.
     pub fn load(
         runtime: &Runtime,
-        onnx_path: &Path,
+        name: &str,
+        onnx: OnnxModel<'_>,
         metadata: &ExportMetadata,
         tile_shape: Vec<usize>,
         classes: usize,
@@ -71,7 +84,7 @@ impl OrtNetwork {
     ) -> Result<OrtNetwork> {
         let fail = |what: &str, e: ort::Error| {
             let kind = if what == "load" { ErrorKind::InvalidModel } else { ErrorKind::Runtime };
-            Error::new(kind, format!("{}: cannot {what} the ONNX model: {e}", onnx_path.display()))
+            Error::new(kind, format!("{}: cannot {what} the ONNX model: {e}", name))
         };
         // OpenVINO optimises the graph itself; ONNX Runtime's fusions would only make operators
         // (FusedConv...) that OpenVINO does not take.
@@ -96,23 +109,21 @@ impl OrtNetwork {
         // measurable speed difference (BENCHMARKS.md), so it is off.
         builder = builder.with_memory_pattern(false).map_err(|e| fail("configure", e.into()))?;
         builder = place(builder, runtime, settings)?;
-        let session = builder.commit_from_file(onnx_path).map_err(|e| fail("load", e))?;
+        let session = match onnx {
+            OnnxModel::File(path) => builder.commit_from_file(path),
+            OnnxModel::Bytes(bytes) => builder.commit_from_memory(bytes),
+        }
+        .map_err(|e| fail("load", e))?;
         let seg_name = metadata.output(ROLE_SEGMENTATION).map(|o| o.name.clone()).unwrap_or_default();
         let cls_name = metadata.output(ROLE_CLASSIFICATION).map(|o| o.name.clone());
         for name in std::iter::once(&metadata.input.name) {
             if !session.inputs().iter().any(|i| i.name() == name) {
-                return Err(Error::invalid_model(format!(
-                    "{}: the graph has no input named {name:?}",
-                    onnx_path.display()
-                )));
+                return Err(Error::invalid_model(format!("{}: the graph has no input named {name:?}", name)));
             }
         }
         for name in std::iter::once(&seg_name).chain(cls_name.as_ref()) {
             if !session.outputs().iter().any(|o| o.name() == name) {
-                return Err(Error::invalid_model(format!(
-                    "{}: the graph has no output named {name:?}",
-                    onnx_path.display()
-                )));
+                return Err(Error::invalid_model(format!("{}: the graph has no output named {name:?}", name)));
             }
         }
         let head_classes = match (&cls_name, &metadata.classification) {
@@ -121,12 +132,14 @@ impl OrtNetwork {
             (Some(name), None) => {
                 return Err(Error::invalid_model(format!(
                     "{}: output {name:?} holds classification logits but the export metadata names no classes",
-                    onnx_path.display()
+                    name
                 )))
             }
         };
+        let run_options = Arc::new(StopFlag(RunOptions::new().map_err(|e| fail("configure", e))?));
         Ok(OrtNetwork {
             session,
+            run_options,
             input_name: metadata.input.name.clone(),
             seg_name,
             cls_name,
@@ -251,9 +264,34 @@ impl TileNetwork for OrtNetwork {
         // records the reference.
         bound.binding.bind_input(self.input_name.as_str(), &bound.input)?;
         // The outputs land in the bound tensors; the returned map only refers to them.
-        drop(self.session.run_binding(&bound.binding)?);
+        drop(self.session.run_binding_with_options(&bound.binding, &self.run_options.0)?);
         let segmentation = bound.segmentation.extract_tensor().1;
         let classification = bound.classification.as_ref().map_or(&[][..], |t| t.extract_tensor().1);
         Ok(TileOutputs { segmentation, classification })
+    }
+
+    fn interrupter(&self) -> Option<Arc<dyn Interrupt>> {
+        Some(self.run_options.clone())
+    }
+}
+
+/// The run options every run of one session uses: their terminate flag, which ONNX Runtime reads
+/// between nodes, stops a run from another thread.
+struct StopFlag(RunOptions);
+
+impl std::fmt::Debug for StopFlag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StopFlag")
+    }
+}
+
+impl Interrupt for StopFlag {
+    fn interrupt(&self) {
+        // Fails only on an invalid handle, which owned run options never are.
+        let _ = self.0.terminate();
+    }
+
+    fn resume(&self) {
+        let _ = self.0.unterminate();
     }
 }

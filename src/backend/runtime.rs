@@ -107,6 +107,98 @@ pub fn runtime(explicit: Option<&Path>) -> Result<&'static Runtime> {
     Err(unavailable(&tried))
 }
 
+/// The runtime, if one is loaded already (loads nothing).
+pub fn loaded() -> Option<&'static Runtime> {
+    *RUNTIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What this process has: the library, its features, the CPU and the runtime loaded (or why none
+/// loads). `nnrt_runtime_info()` and `nnunet-rt info --runtime` print it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ProcessInfo {
+    /// nnunet-rt's version.
+    pub nnunet_rt_version: String,
+    /// The C ABI version (`NNRT_ABI_VERSION`).
+    pub abi_version: u32,
+    /// Cargo features compiled in (`cuda`, `io`).
+    pub features: Vec<String>,
+    /// CPU features the network's speed depends on, as this process detects them.
+    pub cpu_features: Vec<String>,
+    /// ONNX Runtime's version, when loaded.
+    pub onnxruntime_version: Option<String>,
+    /// Path of the ONNX Runtime library, when loaded.
+    pub onnxruntime_library: Option<PathBuf>,
+    /// Why no ONNX Runtime loads, when none does.
+    pub onnxruntime_error: Option<String>,
+    /// Execution providers with a device in the environment (e.g. `CPUExecutionProvider`,
+    /// `OpenVINOExecutionProvider` once its plugin is registered).
+    pub execution_providers: Vec<String>,
+    /// The OpenVINO plugin, when registered.
+    pub openvino: Option<OpenVinoPlugin>,
+}
+
+/// The process's [`ProcessInfo`]; loads ONNX Runtime by the usual search if none is loaded yet.
+pub fn process_info() -> ProcessInfo {
+    let (runtime, error) = match runtime(None) {
+        Ok(runtime) => (Some(runtime), None),
+        Err(err) => (None, Some(err.to_string())),
+    };
+    let mut providers: Vec<String> = runtime
+        .map(|r| r.environment.devices().filter_map(|d| d.ep().ok().map(str::to_string)).collect())
+        .unwrap_or_default();
+    providers.dedup();
+    ProcessInfo {
+        nnunet_rt_version: env!("CARGO_PKG_VERSION").to_string(),
+        abi_version: crate::ffi::NNRT_ABI_VERSION,
+        features: [cfg!(feature = "cuda").then_some("cuda"), cfg!(feature = "io").then_some("io")]
+            .into_iter()
+            .flatten()
+            .map(str::to_string)
+            .collect(),
+        cpu_features: cpu_features(),
+        onnxruntime_version: runtime.map(|r| r.version.clone()),
+        onnxruntime_library: runtime.map(|r| r.path.clone()),
+        onnxruntime_error: error,
+        execution_providers: providers,
+        openvino: runtime.and_then(|r| *r.openvino.lock().unwrap_or_else(|e| e.into_inner())).cloned(),
+    }
+}
+
+/// The CPU's vector and matrix extensions that decide the network's speed.
+fn cpu_features() -> Vec<String> {
+    #[allow(unused_mut)]
+    let mut found: Vec<&str> = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! detect {
+            ($($feature:tt),+) => { $( if std::arch::is_x86_feature_detected!($feature) { found.push($feature); } )+ };
+        }
+        detect!("avx2", "fma", "avx512f", "avx512bw", "avx512vnni", "avx512bf16", "avx512fp16");
+        // AMX detection is not stable in std yet; Linux lists it among the CPU's flags.
+        #[cfg(target_os = "linux")]
+        if let Ok(cpuinfo) = std::fs::read_to_string("/proc/cpuinfo") {
+            let flags: Vec<&str> = cpuinfo
+                .lines()
+                .find(|l| l.starts_with("flags"))
+                .map(|l| l.split_whitespace().collect())
+                .unwrap_or_default();
+            for (flag, name) in [("amx_tile", "amx-tile"), ("amx_bf16", "amx-bf16")] {
+                if flags.contains(&flag) {
+                    found.push(name);
+                }
+            }
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        macro_rules! detect {
+            ($($feature:tt),+) => { $( if std::arch::is_aarch64_feature_detected!($feature) { found.push($feature); } )+ };
+        }
+        detect!("neon", "bf16", "sve");
+    }
+    found.into_iter().map(str::to_string).collect()
+}
+
 fn unavailable(tried: &[String]) -> Error {
     let list = if tried.is_empty() { "nothing".to_string() } else { tried.join("; ") };
     Error::new(
@@ -120,7 +212,12 @@ fn load(path: &Path) -> std::result::Result<&'static Runtime, String> {
         return Err("no such file".into());
     }
     let builder = ort::init_from(path).map_err(|e| e.to_string())?;
-    let environment = builder.with_name("nnunet-rt").build().map_err(|e| e.to_string())?;
+    let environment = builder
+        .with_name("nnunet-rt")
+        .with_logger(crate::log::onnxruntime_logger())
+        .build()
+        .map_err(|e| e.to_string())?;
+    environment.set_log_level(crate::log::onnxruntime_level());
     let runtime = Runtime {
         path: path.to_path_buf(),
         version: version_of(path).unwrap_or_else(|| "unknown".into()),

@@ -1,15 +1,38 @@
-//! The panic boundary and the pointer checks every exported function uses.
+//! The one boundary every exported function goes through: panics stop here, failures become a
+//! status plus this thread's last error message, and handles are created, read and freed the
+//! same way everywhere.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::status::{clear_last_error, fail, nnrt_status, set_last_error, NNRT_NULL_ARGUMENT, NNRT_OK, NNRT_PANIC};
+use super::status::{fail, nnrt_status, set_last_error, NNRT_NULL_ARGUMENT, NNRT_OK, NNRT_PANIC};
+use crate::error::Error;
 
-/// Runs `body` so that no panic unwinds into C: a panic becomes `NNRT_PANIC` with its message as
-/// the last error. `on_panic` runs after a panic (e.g. to poison a model).
-pub(crate) fn guard(on_panic: impl FnOnce(), body: impl FnOnce() -> nnrt_status) -> nnrt_status {
-    clear_last_error();
+/// Why an exported call failed: a NULL argument (by parameter name) or an error of the library.
+pub(crate) enum Failure {
+    Null(&'static str),
+    Error(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(err: Error) -> Failure {
+        Failure::Error(err)
+    }
+}
+
+/// What the body of an exported function returns.
+pub(crate) type Outcome<T = ()> = std::result::Result<T, Failure>;
+
+/// Runs the body of an exported function: `Ok` is `NNRT_OK`; a failure or a panic sets this
+/// thread's last error message and returns its status. A call that succeeds leaves the last error
+/// as it was (only failures replace it), so a caller may log it after any number of later calls.
+pub(crate) fn call(body: impl FnOnce() -> Outcome) -> nnrt_status {
     match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(status) => status,
+        Ok(Ok(())) => NNRT_OK,
+        Ok(Err(Failure::Null(name))) => {
+            set_last_error(&format!("argument `{name}` is NULL"));
+            NNRT_NULL_ARGUMENT
+        }
+        Ok(Err(Failure::Error(err))) => fail(err),
         Err(payload) => {
             let text = payload
                 .downcast_ref::<&str>()
@@ -17,35 +40,65 @@ pub(crate) fn guard(on_panic: impl FnOnce(), body: impl FnOnce() -> nnrt_status)
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_string());
             set_last_error(&format!("internal error (panic): {text}"));
-            on_panic();
             NNRT_PANIC
         }
     }
 }
 
-/// Returns `NNRT_NULL_ARGUMENT` naming the parameter when a pointer is NULL.
+/// Fails with the parameter's name when any of the pointers is NULL.
 macro_rules! check_not_null {
     ($($name:ident),+ $(,)?) => {
         $(
             if $name.is_null() {
-                $crate::ffi::status::set_last_error(concat!("argument `", stringify!($name), "` is NULL"));
-                return $crate::ffi::status::NNRT_NULL_ARGUMENT;
+                return Err($crate::ffi::boundary::Failure::Null(stringify!($name)));
             }
         )+
     };
 }
 pub(crate) use check_not_null;
 
-/// Unwraps a `Result`, turning an error into its status.
-macro_rules! try_status {
-    ($expr:expr) => {
-        match $expr {
-            Ok(value) => value,
-            Err(err) => return $crate::ffi::status::fail(err),
-        }
-    };
+/// Creates a handle: checks `out`, sets `*out` to NULL, runs `make` and on success stores the
+/// boxed value in `*out` (owned by the caller, freed with [`release`]).
+pub(crate) fn create<T>(out: *mut *mut T, make: impl FnOnce() -> Outcome<T>) -> nnrt_status {
+    call(|| {
+        check_not_null!(out);
+        // SAFETY: non-NULL and writable per the caller's contract.
+        unsafe { *out = std::ptr::null_mut() };
+        let value = make()?;
+        // SAFETY: as above.
+        unsafe { *out = Box::into_raw(Box::new(value)) };
+        Ok(())
+    })
 }
-pub(crate) use try_status;
+
+/// Frees a handle made by [`create`]; NULL does nothing. Freeing reports nothing, so it never
+/// touches the last error unless the drop itself panicked (a bug, recorded as the last error).
+pub(crate) fn release<T>(handle: *mut T) {
+    if handle.is_null() {
+        return;
+    }
+    call(|| {
+        // SAFETY: made by `create`, freed once and not in use, per the caller's contract.
+        drop(unsafe { Box::from_raw(handle) });
+        Ok(())
+    });
+}
+
+/// Changes a handle (the parameter `handle_name`): checks it, then runs `change` on it.
+pub(crate) fn modify<T>(
+    handle: *mut T,
+    handle_name: &'static str,
+    change: impl FnOnce(&mut T) -> crate::Result<()>,
+) -> nnrt_status {
+    call(|| {
+        if handle.is_null() {
+            return Err(Failure::Null(handle_name));
+        }
+        // SAFETY: non-NULL, made by its `_new`, not used concurrently per the caller's contract.
+        change(unsafe { &mut *handle })?;
+        Ok(())
+    })
+}
 
 /// A borrowed UTF-8 string from C.
 ///
@@ -54,9 +107,7 @@ pub(crate) use try_status;
 pub(crate) unsafe fn str_arg<'a>(ptr: *const std::ffi::c_char, name: &str) -> crate::Result<&'a str> {
     // SAFETY: the caller guarantees a valid NUL-terminated string (checked non-NULL before).
     let text = unsafe { std::ffi::CStr::from_ptr(ptr) };
-    text.to_str().map_err(|_| {
-        crate::Error::new(crate::ErrorKind::InvalidArgument, format!("argument `{name}` is not valid UTF-8"))
-    })
+    text.to_str().map_err(|_| Error::invalid_argument(format!("argument `{name}` is not valid UTF-8")))
 }
 
 /// The boundary of a read-only query on a handle (a model, a result): checks `handle`, then
@@ -67,27 +118,19 @@ pub(crate) unsafe fn str_arg<'a>(ptr: *const std::ffi::c_char, name: &str) -> cr
 /// live object of its type and a non-NULL `out` is writable.
 pub(crate) fn query<H, T>(
     handle: *const H,
-    handle_name: &str,
+    handle_name: &'static str,
     out: *mut T,
     query: impl FnOnce(&H) -> crate::Result<T>,
 ) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            for (null, name) in [(handle.is_null(), handle_name), (out.is_null(), "out")] {
-                if null {
-                    set_last_error(&format!("argument `{name}` is NULL"));
-                    return NNRT_NULL_ARGUMENT;
-                }
-            }
-            // SAFETY: non-NULL and, per the caller's contract, a live object of type H.
-            let value = match query(unsafe { &*handle }) {
-                Ok(value) => value,
-                Err(err) => return fail(err),
-            };
-            // SAFETY: non-NULL and writable per the caller's contract.
-            unsafe { *out = value };
-            NNRT_OK
-        },
-    )
+    call(|| {
+        if handle.is_null() {
+            return Err(Failure::Null(handle_name));
+        }
+        check_not_null!(out);
+        // SAFETY: non-NULL and, per the caller's contract, a live object of type H.
+        let value = query(unsafe { &*handle })?;
+        // SAFETY: non-NULL and writable per the caller's contract.
+        unsafe { *out = value };
+        Ok(())
+    })
 }

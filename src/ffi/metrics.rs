@@ -3,9 +3,9 @@
 
 use std::ffi::{c_char, c_void, CString};
 
-use super::boundary::{check_not_null, guard, str_arg, try_status};
-use super::model::{NNRT_DTYPE_U16, NNRT_DTYPE_U32, NNRT_DTYPE_U8};
+use super::boundary::{call, check_not_null, create, query, release, str_arg};
 use super::status::*;
+use super::volume::{NNRT_DTYPE_U16, NNRT_DTYPE_U32, NNRT_DTYPE_U8};
 use crate::error::Error;
 use crate::metrics::{self, CaseMetrics, LabelBuffer, LabelVolume};
 
@@ -79,73 +79,48 @@ pub extern "C" fn nnrt_evaluate_labels(
     nsd_tolerance_mm: f64,
     out: *mut *mut nnrt_metrics,
 ) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            check_not_null!(out);
-            // SAFETY: non-NULL, writable per the contract.
-            unsafe { *out = std::ptr::null_mut() };
-            check_not_null!(pred, reference);
-            if !(nsd_tolerance_mm.is_finite() && nsd_tolerance_mm > 0.0) {
-                return fail(Error::invalid_argument(format!(
-                    "NSD tolerance {nsd_tolerance_mm} mm is not a positive number"
-                )));
-            }
-            // SAFETY: both non-NULL and readable per the contract; the descriptions are copied.
-            let (p, r) = unsafe { (*pred, *reference) };
-            // SAFETY: per the contract each buffer holds its dims' product of elements for the call.
-            let p = try_status!(unsafe { label_volume(&p, "pred") });
-            // SAFETY: as above.
-            let r = try_status!(unsafe { label_volume(&r, "reference") });
-            let mut list = if regions.is_null() {
-                let tolerances = try_status!(metrics::Tolerances::parse(&nsd_tolerance_mm.to_string()));
-                metrics::default_regions(&p, &r, &tolerances)
-            } else {
-                // SAFETY: non-NULL NUL-terminated string per the contract.
-                let spec = try_status!(unsafe { str_arg(regions, "regions") });
-                try_status!(metrics::parse_regions(spec))
-            };
-            for region in &mut list {
-                region.nsd_tolerance_mm = nsd_tolerance_mm;
-            }
-            let case = try_status!(metrics::evaluate_labels(&p, &r, &list));
-            let names =
-                case.regions.iter().map(|m| CString::new(m.region.replace('\0', " ")).unwrap_or_default()).collect();
-            // SAFETY: as above.
-            unsafe { *out = Box::into_raw(Box::new(nnrt_metrics { case, names })) };
-            NNRT_OK
-        },
-    )
+    create(out, || {
+        check_not_null!(pred, reference);
+        if !(nsd_tolerance_mm.is_finite() && nsd_tolerance_mm > 0.0) {
+            return Err(Error::invalid_argument(format!(
+                "NSD tolerance {nsd_tolerance_mm} mm is not a positive number"
+            ))
+            .into());
+        }
+        // SAFETY: both non-NULL and readable per the contract; the descriptions are copied.
+        let (p, r) = unsafe { (*pred, *reference) };
+        // SAFETY: per the contract each buffer holds its dims' product of elements for the call.
+        let p = unsafe { label_volume(&p, "pred") }?;
+        // SAFETY: as above.
+        let r = unsafe { label_volume(&r, "reference") }?;
+        let mut list = if regions.is_null() {
+            let tolerances = metrics::Tolerances::parse(&nsd_tolerance_mm.to_string())?;
+            metrics::default_regions(&p, &r, &tolerances)
+        } else {
+            // SAFETY: non-NULL NUL-terminated string per the contract.
+            metrics::parse_regions(unsafe { str_arg(regions, "regions") }?)?
+        };
+        for region in &mut list {
+            region.nsd_tolerance_mm = nsd_tolerance_mm;
+        }
+        let case = metrics::evaluate_labels(&p, &r, &list)?;
+        let names =
+            case.regions.iter().map(|m| CString::new(m.region.replace('\0', " ")).unwrap_or_default()).collect();
+        Ok(nnrt_metrics { case, names })
+    })
 }
 
 /// Frees metrics. NULL is a no-op; freeing twice is undefined behaviour.
 #[no_mangle]
 pub extern "C" fn nnrt_metrics_free(metrics: *mut nnrt_metrics) {
-    guard(
-        || {},
-        || {
-            if !metrics.is_null() {
-                // SAFETY: created by `nnrt_evaluate_labels`, freed once per the contract.
-                drop(unsafe { Box::from_raw(metrics) });
-            }
-            NNRT_OK
-        },
-    );
+    release(metrics)
 }
 
 /// Number of regions evaluated.
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_metrics_num_regions(metrics: *const nnrt_metrics, out: *mut usize) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            check_not_null!(metrics, out);
-            // SAFETY: non-NULL live metrics and writable `out` per the contract.
-            unsafe { *out = (*metrics).case.regions.len() };
-            NNRT_OK
-        },
-    )
+    query(metrics, "metrics", out, |m| Ok(m.case.regions.len()))
 }
 
 /// Metrics of region `index`: its name (borrowed from `metrics`, valid until
@@ -163,30 +138,26 @@ pub extern "C" fn nnrt_metrics_region(
     hd95_mm: *mut f64,
     msd_mm: *mut f64,
 ) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            check_not_null!(metrics, name);
-            // SAFETY: non-NULL live metrics per the contract.
-            let m = unsafe { &*metrics };
-            let Some(region) = m.case.regions.get(index) else {
-                return fail(Error::invalid_argument(format!(
-                    "region index {index} is out of range ({} regions)",
-                    m.case.regions.len()
-                )));
-            };
-            // SAFETY: `name` is non-NULL and writable; the others are written only when non-NULL.
-            unsafe {
-                *name = m.names[index].as_ptr();
-                for (ptr, value) in
-                    [(dice, region.dice), (nsd, region.nsd), (hd95_mm, region.hd95), (msd_mm, region.msd)]
-                {
-                    if !ptr.is_null() {
-                        *ptr = value;
-                    }
+    call(|| {
+        check_not_null!(metrics, name);
+        // SAFETY: non-NULL live metrics per the contract.
+        let m = unsafe { &*metrics };
+        let Some(region) = m.case.regions.get(index) else {
+            return Err(Error::invalid_argument(format!(
+                "region index {index} is out of range ({} regions)",
+                m.case.regions.len()
+            ))
+            .into());
+        };
+        // SAFETY: `name` is non-NULL and writable; the others are written only when non-NULL.
+        unsafe {
+            *name = m.names[index].as_ptr();
+            for (ptr, value) in [(dice, region.dice), (nsd, region.nsd), (hd95_mm, region.hd95), (msd_mm, region.msd)] {
+                if !ptr.is_null() {
+                    *ptr = value;
                 }
             }
-            NNRT_OK
-        },
-    )
+        }
+        Ok(())
+    })
 }

@@ -2,7 +2,8 @@
 //!
 //! Conventions (also in the generated header and the README):
 //! * Every fallible function returns an `nnrt_status`; `NNRT_OK` is 0. On failure a one-line
-//!   message is available from `nnrt_last_error_message()` on the same thread.
+//!   message is available from `nnrt_last_error_message()` on the same thread; only failures
+//!   replace it (libgit2's rule), so `_free` and accessors never clear it.
 //! * Outputs come last; `*out` is set to NULL on entry and written only on success.
 //! * Every pointer argument is checked: NULL gives `NNRT_NULL_ARGUMENT` naming the parameter.
 //! * Nothing the caller passes is kept: input buffers are borrowed for the call only.
@@ -18,17 +19,29 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 mod boundary;
-mod metrics;
-mod model;
-mod options;
-mod result;
+// In the order the header presents them: status and errors, options, volumes, the model and
+// prediction, results, metrics, process-wide settings and versions.
 mod status;
+
+mod options;
+
+mod volume;
+
+mod model;
+
+mod result;
+
+mod metrics;
+
+mod process;
 
 pub use metrics::*;
 pub use model::*;
 pub use options::*;
+pub use process::*;
 pub use result::*;
 pub use status::*;
+pub use volume::*;
 
 #[cfg(test)]
 mod tests;

@@ -1,89 +1,110 @@
-//! `nnrt_model`: loading, introspection and prediction.
+//! `nnrt_model`: loading, introspection, prediction, cancellation.
 
 use std::ffi::{c_char, c_void, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
 
-use super::boundary::{check_not_null, guard, query, str_arg, try_status};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+
+use super::boundary::{call, check_not_null, create, query, str_arg};
 use super::options::{
     nnrt_options, nnrt_predict_options, NNRT_STAGE_EXPORT, NNRT_STAGE_NETWORK, NNRT_STAGE_PREPROCESS,
 };
-use super::result::nnrt_result;
+use super::result::{c_string, indexed, nnrt_result};
 use super::status::*;
+use super::volume::nnrt_volume;
 use crate::error::{Error, ErrorKind};
-use crate::{Geometry, LoadOptions, Model, PredictOptions, Stage, VolumeView, VoxelData};
+use crate::{LoadOptions, Model, PredictOptions, Stage};
 
-/// A loaded model (opaque). Load with `nnrt_model_load`, free with `nnrt_model_free`.
+/// Borrows a checked model pointer.
+macro_rules! model_ref {
+    ($model:ident) => {{
+        check_not_null!($model);
+        // SAFETY: non-NULL and, per the contract, a live model from `nnrt_model_load`.
+        unsafe { &*$model }
+    }};
+}
+
+/// A loaded model (opaque). Load with `nnrt_model_load` or `nnrt_model_load_from_memory`, free
+/// with `nnrt_model_free`.
 ///
 /// Thread safety: a model may be shared by any number of threads. Introspection runs
 /// concurrently; `nnrt_predict` calls on one model are serialised (one at a time, in no
-/// particular order). For parallel predictions load one model per thread.
+/// particular order). For parallel predictions load one model per thread. `nnrt_cancel` may be
+/// called from any thread.
 pub struct nnrt_model {
     pub(crate) model: Model,
     poisoned: AtomicBool,
+    /// Predictions running now; `nnrt_model_free` waits for 0.
+    running: Mutex<usize>,
+    idle: Condvar,
     label_names: Vec<CString>,
     class_names: Vec<CString>,
+    channel_names: Vec<CString>,
     fold_names: Vec<CString>,
     runtime_info: CString,
 }
 
 impl nnrt_model {
     pub(crate) fn new(model: Model) -> nnrt_model {
-        let c = |s: &String| CString::new(s.replace('\0', " ")).unwrap_or_default();
-        let label_names = model.plan().labels.iter().map(|l| c(&l.name)).collect();
-        let class_names = model.folder().classification.iter().flat_map(|s| s.class_names.iter().map(c)).collect();
-        let fold_names = model.fold_names().iter().map(c).collect();
-        let runtime_info = c(&serde_json::to_string(&model.runtime_info()).unwrap_or_else(|_| "null".into()));
-        nnrt_model { model, poisoned: AtomicBool::new(false), label_names, class_names, fold_names, runtime_info }
+        let label_names = model.plan().labels.iter().map(|l| c_string(&l.name)).collect();
+        let class_names =
+            model.folder().classification.iter().flat_map(|s| s.class_names.iter().map(c_string)).collect();
+        let channel_names = model.plan().channel_names.iter().map(c_string).collect();
+        let fold_names = model.fold_names().iter().map(c_string).collect();
+        let runtime_info = c_string(&serde_json::to_string(&model.runtime_info()).unwrap_or_else(|_| "null".into()));
+        nnrt_model {
+            model,
+            poisoned: AtomicBool::new(false),
+            running: Mutex::new(0),
+            idle: Condvar::new(),
+            label_names,
+            class_names,
+            channel_names,
+            fold_names,
+            runtime_info,
+        }
+    }
+
+    /// Counts a prediction as running until the returned guard drops.
+    fn enter(&self) -> Running<'_> {
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        Running(self)
     }
 }
 
-/// Unsigned 8-bit voxels (`nnrt_volume.dtype`, also a label map's type).
-pub const NNRT_DTYPE_U8: u32 = 1;
-/// Signed 8-bit voxels.
-pub const NNRT_DTYPE_I8: u32 = 2;
-/// Unsigned 16-bit voxels.
-pub const NNRT_DTYPE_U16: u32 = 3;
-/// Signed 16-bit voxels (typical CT).
-pub const NNRT_DTYPE_I16: u32 = 4;
-/// Unsigned 32-bit voxels.
-pub const NNRT_DTYPE_U32: u32 = 5;
-/// Signed 32-bit voxels.
-pub const NNRT_DTYPE_I32: u32 = 6;
-/// 32-bit float voxels.
-pub const NNRT_DTYPE_F32: u32 = 7;
-/// 64-bit float voxels.
-pub const NNRT_DTYPE_F64: u32 = 8;
+/// A running prediction (see [`nnrt_model::enter`]).
+struct Running<'a>(&'a nnrt_model);
 
-/// A caller's volume, described: borrowed for the duration of `nnrt_predict` only, never
-/// modified, never kept.
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut running = self.0.running.lock().unwrap_or_else(|e| e.into_inner());
+        *running -= 1;
+        if *running == 0 {
+            self.0.idle.notify_all();
+        }
+    }
+}
+
+/// The options behind a load options pointer, or the defaults for NULL.
 ///
-/// Memory order is x fastest (like ITK, NIfTI and VTK): voxel (x, y, z) of channel c is element
-/// `((c * dims[2] + z) * dims[1] + y) * dims[0] + x`. `data` must hold
-/// `dims[0] * dims[1] * dims[2] * channels` elements of `dtype` and be aligned for it.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct nnrt_volume {
-    /// First voxel.
-    pub data: *const c_void,
-    /// One of `NNRT_DTYPE_*`.
-    pub dtype: u32,
-    /// Sizes along x, y, z.
-    pub dims: [usize; 3],
-    /// Number of channels (input modalities), stored one after the other.
-    pub channels: usize,
-    /// Voxel size in mm along x, y, z; finite and > 0.
-    pub spacing: [f64; 3],
-    /// World position of the first voxel (mm).
-    pub origin: [f64; 3],
-    /// 3x3 direction cosines, row-major (ITK `GetDirection()`); must be orthonormal.
-    pub direction: [f64; 9],
+/// # Safety
+/// `options` is NULL or a live `nnrt_options`.
+unsafe fn load_options<'a>(options: *const nnrt_options, defaults: &'a LoadOptions) -> &'a LoadOptions {
+    // SAFETY: NULL or a live `nnrt_options` from `nnrt_options_new`, per the caller.
+    if options.is_null() {
+        defaults
+    } else {
+        unsafe { &(*options).inner }
+    }
 }
 
 /// Loads the nnU-Net model folder `model_dir` (plans.json, dataset.json, fold_N/model.onnx with
-/// nnunet_rt_export.json; postprocessed when it holds a postprocessing.json), or a dataset's
-/// results folder holding the inference_information.json of nnUNetv2_find_best_configuration
-/// (the configuration(s), folds and postprocessing it selected; two configurations are an
-/// ensemble). `options` may be NULL for the defaults; it is not kept.
+/// nnunet_rt_export.json; postprocessed when it holds a postprocessing.json), a dataset's results
+/// folder holding the inference_information.json of nnUNetv2_find_best_configuration (the
+/// configuration(s), folds and postprocessing it selected; two configurations are an ensemble),
+/// or a model bundle file written by `nnunet-rt bundle`. `options` may be NULL for the defaults;
+/// it is not kept.
 ///
 /// Ownership: `*out` is owned by the caller; free it with `nnrt_model_free`. `*out` is NULL on
 /// failure.
@@ -95,49 +116,83 @@ pub extern "C" fn nnrt_model_load(
     options: *const nnrt_options,
     out: *mut *mut nnrt_model,
 ) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            check_not_null!(out);
-            // SAFETY: `out` is non-NULL and writable per the contract.
-            unsafe { *out = std::ptr::null_mut() };
-            check_not_null!(model_dir);
-            // SAFETY: non-NULL NUL-terminated string per the contract.
-            let dir = try_status!(unsafe { str_arg(model_dir, "model_dir") });
-            let defaults = LoadOptions::default();
-            // SAFETY: NULL or a live `nnrt_options` from `nnrt_options_new`.
-            let options = if options.is_null() { &defaults } else { unsafe { &(*options).inner } };
-            let model = try_status!(Model::load(dir, options));
-            // SAFETY: as above.
-            unsafe { *out = Box::into_raw(Box::new(nnrt_model::new(model))) };
-            NNRT_OK
-        },
-    )
+    create(out, || {
+        check_not_null!(model_dir);
+        // SAFETY: non-NULL NUL-terminated string per the contract.
+        let dir = unsafe { str_arg(model_dir, "model_dir") }?;
+        let defaults = LoadOptions::default();
+        // SAFETY: NULL or a live `nnrt_options` per the contract.
+        let options = unsafe { load_options(options, &defaults) };
+        Ok(nnrt_model::new(Model::load(dir, options)?))
+    })
 }
 
-/// Frees a model. NULL is a no-op. Freeing twice, or while another thread uses the model, is
-/// undefined behaviour. Results stay valid after their model is freed.
+/// Loads a model bundle (`nnunet-rt bundle -m MODEL_DIR -o model.nnrt`) from `len` bytes at
+/// `bytes`, without touching the disk: for models decrypted into memory. The bytes are read
+/// during the call only (copied where needed); the caller may wipe or free them afterwards.
+/// `options` may be NULL for the defaults; its file paths (postprocessing, previous stage) are
+/// not used: a bundle carries its own.
+///
+/// Ownership: `*out` is owned by the caller; free it with `nnrt_model_free`. NULL on failure.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`, `NNRT_INVALID_MODEL`
+/// (corrupt or truncated bundle), `NNRT_UNSUPPORTED_MODEL`, `NNRT_RUNTIME_UNAVAILABLE`,
+/// `NNRT_RUNTIME_ERROR`, `NNRT_OUT_OF_MEMORY`.
+#[no_mangle]
+pub extern "C" fn nnrt_model_load_from_memory(
+    bytes: *const c_void,
+    len: usize,
+    options: *const nnrt_options,
+    out: *mut *mut nnrt_model,
+) -> nnrt_status {
+    create(out, || {
+        check_not_null!(bytes);
+        if len > isize::MAX as usize {
+            return Err(Error::invalid_argument(format!("bundle length {len} is not a buffer size")).into());
+        }
+        // SAFETY: non-NULL, `len` readable bytes for the call per the contract.
+        let bytes = unsafe { std::slice::from_raw_parts(bytes.cast::<u8>(), len) };
+        let defaults = LoadOptions::default();
+        // SAFETY: NULL or a live `nnrt_options` per the contract.
+        let options = unsafe { load_options(options, &defaults) };
+        Ok(nnrt_model::new(Model::load_bundle(bytes, options)?))
+    })
+}
+
+/// Frees a model. NULL is a no-op. Predictions running on the model in other threads are
+/// cancelled (they return `NNRT_CANCELLED`) and this call waits until they have returned, so
+/// freeing during a prediction is safe. Starting a call on the model after (or while) freeing it
+/// is undefined behaviour, as is freeing twice. Results stay valid after their model is freed.
 #[no_mangle]
 pub extern "C" fn nnrt_model_free(model: *mut nnrt_model) {
-    guard(
-        || {},
-        || {
-            if !model.is_null() {
-                // SAFETY: created by `nnrt_model_load`, freed once, not in use per the contract.
-                drop(unsafe { Box::from_raw(model) });
-            }
-            NNRT_OK
-        },
-    );
+    if model.is_null() {
+        return;
+    }
+    call(|| {
+        {
+            // SAFETY: a live model per the contract; only shared access until the others return.
+            let m = unsafe { &*model };
+            m.model.cancel();
+            let running = m.running.lock().unwrap_or_else(|e| e.into_inner());
+            drop(m.idle.wait_while(running, |n| *n > 0).unwrap_or_else(|e| e.into_inner()));
+        }
+        // SAFETY: created by a load function, freed once, and no prediction runs on it any more.
+        drop(unsafe { Box::from_raw(model) });
+        Ok(())
+    });
 }
 
-/// Borrows a checked model pointer.
-macro_rules! model_ref {
-    ($model:ident) => {{
-        check_not_null!($model);
-        // SAFETY: non-NULL and, per the contract, a live model from `nnrt_model_load`.
-        unsafe { &*$model }
-    }};
+/// Cancels the predictions running on `model` now, from any thread: each returns
+/// `NNRT_CANCELLED` promptly (the network call in progress is interrupted; on the CPU within
+/// about a second). Predictions started afterwards run normally. Cancelling when nothing runs
+/// does nothing.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn nnrt_cancel(model: *const nnrt_model) -> nnrt_status {
+    call(|| {
+        let m = model_ref!(model);
+        m.model.cancel();
+        Ok(())
+    })
 }
 
 /// A read-only query on a model (see [`query`]).
@@ -153,7 +208,21 @@ fn query_model<T>(
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_model_num_channels(model: *const nnrt_model, out: *mut usize) -> nnrt_status {
-    query_model(model, out, |m| Ok(m.model.plan().channel_names.len()))
+    query_model(model, out, |m| Ok(m.channel_names.len()))
+}
+
+/// Name of input channel `index` (dataset.json `channel_names`, e.g. "CT"), in the order the
+/// channels of `nnrt_volume` are read.
+///
+/// Ownership: `*out` is borrowed from the model; valid until `nnrt_model_free`.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (index out of range).
+#[no_mangle]
+pub extern "C" fn nnrt_model_channel_name(
+    model: *const nnrt_model,
+    index: usize,
+    out: *mut *const c_char,
+) -> nnrt_status {
+    query_model(model, out, |m| indexed(&m.channel_names, index, "channel"))
 }
 
 /// Number of output labels, background included (label values are 0..n-1).
@@ -243,49 +312,12 @@ pub extern "C" fn nnrt_model_patch_size(model: *const nnrt_model, out_xyz: *mut 
     query_model(model, out_xyz.cast::<[usize; 3]>(), |m| Ok(m.model.plan().to_caller_axes(m.model.plan().patch_size)))
 }
 
-fn indexed(names: &[CString], index: usize, what: &str) -> crate::Result<*const c_char> {
-    names.get(index).map(|n| n.as_ptr()).ok_or_else(|| {
-        Error::new(
-            ErrorKind::InvalidArgument,
-            format!("{what} index {index} is out of range (the model has {})", names.len()),
-        )
-    })
-}
-
-/// Borrows the caller's voxels as a typed slice after checking the description.
-///
-/// # Safety
-/// `v.data` must point to `len` readable elements of `v.dtype`, aligned, valid for `'a`.
-unsafe fn voxels<'a>(v: &nnrt_volume, len: usize) -> crate::Result<VoxelData<'a>> {
-    macro_rules! slice {
-        ($t:ty, $variant:ident) => {{
-            if (v.data as usize) % std::mem::align_of::<$t>() != 0 {
-                return Err(Error::invalid_argument(format!("volume data is not aligned for {}", stringify!($t))));
-            }
-            // SAFETY: non-NULL, aligned (checked), `len` elements readable per the contract.
-            VoxelData::$variant(unsafe { std::slice::from_raw_parts(v.data as *const $t, len) })
-        }};
-    }
-    Ok(match v.dtype {
-        super::NNRT_DTYPE_U8 => slice!(u8, U8),
-        super::NNRT_DTYPE_I8 => slice!(i8, I8),
-        super::NNRT_DTYPE_U16 => slice!(u16, U16),
-        super::NNRT_DTYPE_I16 => slice!(i16, I16),
-        super::NNRT_DTYPE_U32 => slice!(u32, U32),
-        super::NNRT_DTYPE_I32 => slice!(i32, I32),
-        super::NNRT_DTYPE_F32 => slice!(f32, F32),
-        super::NNRT_DTYPE_F64 => slice!(f64, F64),
-        other => {
-            return Err(Error::invalid_argument(format!("volume dtype code {other} is unknown (use NNRT_DTYPE_*)")))
-        }
-    })
-}
-
 /// Predicts `volume` with `model`. `options` may be NULL for nnU-Net's defaults.
 ///
 /// The volume's buffer is only read, during the call. With a progress callback installed in
-/// `options`, it is called at stage boundaries and after every tile, on this thread; a nonzero
-/// return cancels (`NNRT_CANCELLED`, promptly: within one tile).
+/// `options`, it is called at stage boundaries and after every network pass (each mirrored copy
+/// of a tile), on this thread; a nonzero return cancels (`NNRT_CANCELLED`) before the next pass
+/// starts. `nnrt_cancel` and `nnrt_model_free` from another thread interrupt the pass running.
 ///
 /// Ownership: `*out` is owned by the caller; free with `nnrt_result_free`. NULL on failure.
 /// Thread safety: concurrent calls on one model are serialised.
@@ -299,39 +331,27 @@ pub extern "C" fn nnrt_predict(
     options: *const nnrt_predict_options,
     out: *mut *mut nnrt_result,
 ) -> nnrt_status {
-    let poison = || {
-        if !model.is_null() {
-            // SAFETY: non-NULL live model per the contract; only an atomic store.
-            unsafe { (*model).poisoned.store(true, Ordering::SeqCst) };
-        }
-    };
-    guard(poison, || {
+    call(|| {
         check_not_null!(out);
         // SAFETY: non-NULL, writable per the contract.
         unsafe { *out = std::ptr::null_mut() };
         let m = model_ref!(model);
+        let _running = m.enter();
         check_not_null!(volume);
         if m.poisoned.load(Ordering::SeqCst) {
-            return fail(Error::new(
+            return Err(Error::new(
                 ErrorKind::Poisoned,
                 "the model is unusable: an earlier call panicked while using it; load it again",
-            ));
+            )
+            .into());
         }
         // SAFETY: non-NULL; a readable `nnrt_volume` per the contract (copied, not kept).
         let v = unsafe { *volume };
         let data = v.data;
         check_not_null!(data);
-        let count = v.dims.iter().chain(std::iter::once(&v.channels)).try_fold(1usize, |acc, &d| acc.checked_mul(d));
-        let Some(count) = count.filter(|&n| n > 0 && n <= isize::MAX as usize / 8) else {
-            return fail(Error::invalid_image(format!(
-                "volume dims {:?} x {} channel(s) are zero or overflow",
-                v.dims, v.channels
-            )));
-        };
-        // SAFETY: per the contract `data` holds `count` elements of `dtype`, valid for the call.
-        let data = try_status!(unsafe { voxels(&v, count) });
-        let geometry = Geometry { spacing: v.spacing, origin: v.origin, direction: v.direction };
-        let view = try_status!(VolumeView::new(data, v.dims, v.channels, geometry));
+        // SAFETY: per the contract `data` addresses the described voxels for the call.
+        let voxels = unsafe { v.voxels() }?;
+        let view = v.view(&voxels)?;
         let defaults = PredictOptions::default();
         let (settings, progress, user_data) = if options.is_null() {
             (&defaults, None, std::ptr::null_mut::<c_void>())
@@ -351,9 +371,57 @@ pub extern "C" fn nnrt_predict(
                 callback(code, fraction, user_data) == 0
             }
         };
-        let prediction = try_status!(m.model.predict(&view, settings, &mut report));
+        // A panic inside poisons the model while this prediction still counts as running, so a
+        // concurrent `nnrt_model_free` cannot free it in between.
+        let prediction = match catch_unwind(AssertUnwindSafe(|| m.model.predict(&view, settings, &mut report))) {
+            Ok(prediction) => prediction?,
+            Err(payload) => {
+                m.poisoned.store(true, Ordering::SeqCst);
+                resume_unwind(payload)
+            }
+        };
         // SAFETY: as above.
         unsafe { *out = Box::into_raw(Box::new(nnrt_result::new(prediction))) };
-        NNRT_OK
+        Ok(())
     })
+}
+
+/// The estimated peak memory of predicting `volume` with `options` (NULL: the defaults), in
+/// bytes: what `nnrt_predict_options_set_memory_limit` compares with. The caller's volume and
+/// ONNX Runtime's own working set (fixed per model) come on top. The voxels are not read.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`, `NNRT_INVALID_IMAGE`,
+/// `NNRT_SHAPE_MISMATCH`.
+#[no_mangle]
+pub extern "C" fn nnrt_estimate_peak_bytes(
+    model: *const nnrt_model,
+    volume: *const nnrt_volume,
+    options: *const nnrt_predict_options,
+    out: *mut u64,
+) -> nnrt_status {
+    call(|| {
+        let m = model_ref!(model);
+        check_not_null!(volume, out);
+        // SAFETY: non-NULL and readable per the contract (copied).
+        let v = unsafe { *volume };
+        let defaults = PredictOptions::default();
+        // SAFETY: NULL or a live `nnrt_predict_options`, only read.
+        let settings = if options.is_null() { &defaults } else { unsafe { &(*options).inner } };
+        let bytes = estimate(&m.model, &v, settings)?;
+        // SAFETY: non-NULL, writable per the contract.
+        unsafe { *out = bytes };
+        Ok(())
+    })
+}
+
+/// The estimate for a described volume, from its dims and geometry alone.
+fn estimate(model: &Model, v: &nnrt_volume, options: &PredictOptions) -> crate::Result<u64> {
+    if v.dims.contains(&0) || v.channels == 0 {
+        return Err(Error::invalid_image(format!(
+            "volume dims {:?} x {} channel(s) must all be at least 1",
+            v.dims, v.channels
+        )));
+    }
+    v.geometry().validate()?;
+    options.validate()?;
+    Ok(model.estimate_peak_bytes_for(v.dims, v.spacing, options))
 }

@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_void};
 use std::path::PathBuf;
 
-use super::boundary::{check_not_null, guard, str_arg, try_status};
+use super::boundary::{call, check_not_null, create, modify, release, str_arg};
 use super::status::*;
 use crate::{ClassificationPolicy, Device, LoadOptions, NetworkPrecision, PredictOptions};
 
@@ -36,45 +36,18 @@ pub const NNRT_NETWORK_PRECISION_BF16: u32 = 1;
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_options_new(out: *mut *mut nnrt_options) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            check_not_null!(out);
-            let options = Box::new(nnrt_options { inner: LoadOptions::default() });
-            // SAFETY: `out` is non-NULL and, per the contract, points to writable storage.
-            unsafe { *out = Box::into_raw(options) };
-            NNRT_OK
-        },
-    )
+    create(out, || Ok(nnrt_options { inner: LoadOptions::default() }))
 }
 
 /// Frees load options. NULL is a no-op. Freeing twice is undefined behaviour.
 #[no_mangle]
 pub extern "C" fn nnrt_options_free(options: *mut nnrt_options) {
-    guard(
-        || {},
-        || {
-            if !options.is_null() {
-                // SAFETY: `options` came from `nnrt_options_new` and is freed once, per the contract.
-                drop(unsafe { Box::from_raw(options) });
-            }
-            NNRT_OK
-        },
-    );
+    release(options)
 }
 
 /// Applies `f` to the options behind a checked pointer.
 fn with_options(options: *mut nnrt_options, f: impl FnOnce(&mut LoadOptions) -> crate::Result<()>) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            check_not_null!(options);
-            // SAFETY: non-NULL, created by `nnrt_options_new`, not used concurrently per the contract.
-            let options = unsafe { &mut *options };
-            try_status!(f(&mut options.inner));
-            NNRT_OK
-        },
-    )
+    modify(options, "options", |o| f(&mut o.inner))
 }
 
 /// Sets one option of `options` (load or predict options) from a name the library parses with
@@ -84,17 +57,14 @@ fn set_named<O, T: std::str::FromStr<Err = crate::Error>>(
     name: *const c_char,
     apply: impl FnOnce(&mut O, T),
 ) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            check_not_null!(options, name);
-            // SAFETY: non-NULL and a NUL-terminated string per the contract.
-            let value = try_status!(unsafe { str_arg(name, "name") }.and_then(str::parse));
-            // SAFETY: non-NULL, created by its `_new`, not used concurrently per the contract.
-            apply(unsafe { &mut *options }, value);
-            NNRT_OK
-        },
-    )
+    call(|| {
+        check_not_null!(options, name);
+        // SAFETY: non-NULL and a NUL-terminated string per the contract.
+        let value = unsafe { str_arg(name, "name") }.and_then(str::parse)?;
+        // SAFETY: non-NULL, created by its `_new`, not used concurrently per the contract.
+        apply(unsafe { &mut *options }, value);
+        Ok(())
+    })
 }
 
 /// Selects the device by name, as the command line does: `auto`, `cpu`, `openvino`, `cuda` or
@@ -183,27 +153,24 @@ pub extern "C" fn nnrt_options_set_folds(
     folds: *const *const c_char,
     count: usize,
 ) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            check_not_null!(options);
-            if count > 0 {
-                check_not_null!(folds);
-            }
-            let mut names = Vec::with_capacity(count);
-            for i in 0..count {
-                // SAFETY: `folds` is non-NULL and points to `count` string pointers, per the contract.
-                let fold = unsafe { *folds.add(i) };
-                check_not_null!(fold);
-                // SAFETY: non-NULL NUL-terminated string per the contract.
-                names.push(try_status!(unsafe { str_arg(fold, "folds[i]") }).to_string());
-            }
-            // SAFETY: non-NULL, created by `nnrt_options_new`.
-            let options = unsafe { &mut *options };
-            options.inner.folds = (count > 0).then_some(names);
-            NNRT_OK
-        },
-    )
+    call(|| {
+        check_not_null!(options);
+        if count > 0 {
+            check_not_null!(folds);
+        }
+        let mut names = Vec::with_capacity(count);
+        for i in 0..count {
+            // SAFETY: `folds` is non-NULL and points to `count` string pointers, per the contract.
+            let fold = unsafe { *folds.add(i) };
+            check_not_null!(fold);
+            // SAFETY: non-NULL NUL-terminated string per the contract.
+            names.push(unsafe { str_arg(fold, "folds[i]") }?.to_string());
+        }
+        // SAFETY: non-NULL, created by `nnrt_options_new`.
+        let options = unsafe { &mut *options };
+        options.inner.folds = (count > 0).then_some(names);
+        Ok(())
+    })
 }
 
 /// Sets one optional path of the options from a C string (copied); NULL sets `None`.
@@ -212,21 +179,18 @@ fn set_path(
     path: *const c_char,
     field: fn(&mut LoadOptions) -> &mut Option<PathBuf>,
 ) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            check_not_null!(options);
-            let path = if path.is_null() {
-                None
-            } else {
-                // SAFETY: non-NULL NUL-terminated string per the contract.
-                Some(PathBuf::from(try_status!(unsafe { str_arg(path, "path") })))
-            };
-            // SAFETY: non-NULL, created by `nnrt_options_new`, not used concurrently per the contract.
-            *field(unsafe { &mut (*options).inner }) = path;
-            NNRT_OK
-        },
-    )
+    call(|| {
+        check_not_null!(options);
+        let path = if path.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL NUL-terminated string per the contract.
+            Some(PathBuf::from(unsafe { str_arg(path, "path") }?))
+        };
+        // SAFETY: non-NULL, created by `nnrt_options_new`, not used concurrently per the contract.
+        *field(unsafe { &mut (*options).inner }) = path;
+        Ok(())
+    })
 }
 
 /// Sets the path of `libonnxruntime.so` to load (copied); NULL restores the search
@@ -298,14 +262,15 @@ pub struct nnrt_predict_options {
 }
 
 /// Progress callback: `stage` is one of `NNRT_STAGE_*`, `fraction` in [0, 1] within the stage.
-/// Return 0 to continue, nonzero to cancel (the call then returns `NNRT_CANCELLED` within one tile).
+/// Return 0 to continue, nonzero to cancel (the call then returns `NNRT_CANCELLED` before the next
+/// network pass starts).
 /// Called on the thread that called `nnrt_predict`.
 /// May be NULL where a parameter of this type is accepted.
 pub type nnrt_progress_fn = Option<extern "C" fn(stage: u32, fraction: f64, user_data: *mut c_void) -> i32>;
 
 /// Preprocessing stage.
 pub const NNRT_STAGE_PREPROCESS: u32 = 0;
-/// Network stage (reported after every tile).
+/// Network stage (reported after every network pass).
 pub const NNRT_STAGE_NETWORK: u32 = 1;
 /// Export stage.
 pub const NNRT_STAGE_EXPORT: u32 = 2;
@@ -325,50 +290,22 @@ pub const NNRT_CLASSIFICATION_LESION_VOXELS: u32 = 2;
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn nnrt_predict_options_new(out: *mut *mut nnrt_predict_options) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            check_not_null!(out);
-            let options = Box::new(nnrt_predict_options {
-                inner: PredictOptions::default(),
-                progress: None,
-                user_data: std::ptr::null_mut(),
-            });
-            // SAFETY: `out` is non-NULL and writable per the contract.
-            unsafe { *out = Box::into_raw(options) };
-            NNRT_OK
-        },
-    )
+    create(out, || {
+        Ok(nnrt_predict_options { inner: PredictOptions::default(), progress: None, user_data: std::ptr::null_mut() })
+    })
 }
 
 /// Frees prediction options. NULL is a no-op. Freeing twice is undefined behaviour.
 #[no_mangle]
 pub extern "C" fn nnrt_predict_options_free(options: *mut nnrt_predict_options) {
-    guard(
-        || {},
-        || {
-            if !options.is_null() {
-                // SAFETY: created by `nnrt_predict_options_new`, freed once per the contract.
-                drop(unsafe { Box::from_raw(options) });
-            }
-            NNRT_OK
-        },
-    );
+    release(options)
 }
 
 fn with_predict_options(
     options: *mut nnrt_predict_options,
     f: impl FnOnce(&mut nnrt_predict_options) -> crate::Result<()>,
 ) -> nnrt_status {
-    guard(
-        || {},
-        || {
-            check_not_null!(options);
-            // SAFETY: non-NULL, created by `nnrt_predict_options_new`, not modified concurrently.
-            try_status!(f(unsafe { &mut *options }));
-            NNRT_OK
-        },
-    )
+    modify(options, "options", f)
 }
 
 fn invalid(message: String) -> crate::Error {

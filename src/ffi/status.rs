@@ -91,20 +91,19 @@ pub(crate) fn set_last_error(message: &str) {
     let _ = LAST_ERROR.try_with(|slot| *slot.borrow_mut() = text);
 }
 
-/// Clears this thread's last error (each fallible call starts with a clean slate).
-pub(crate) fn clear_last_error() {
-    let _ = LAST_ERROR.try_with(|slot| *slot.borrow_mut() = CString::default());
-}
-
-/// Message of the last failed call on this thread, or "" when the last call succeeded.
+/// Message of the last call on this thread that failed, or "" before any failure.
 ///
-/// Ownership: borrowed; valid until the next nnunet-rt call on this thread. Never NULL.
+/// Only a failing call replaces it: successful calls, `_free` functions and accessors leave it
+/// as it was, so it can be read after cleaning up. Check a call's status first; the message
+/// explains a failure, it does not signal one.
+///
+/// Ownership: borrowed; valid until the next failing nnunet-rt call on this thread. Never NULL.
 #[no_mangle]
 pub extern "C" fn nnrt_last_error_message() -> *const c_char {
     // No panic may leave this function: `try_with` fails instead of panicking when the
     // thread-local is already destroyed (a call from a thread-exit destructor), and the slot is
     // never borrowed mutably while this runs (only this thread writes it, and not reentrantly).
-    // The pointer stays valid until an nnunet-rt call on this same thread overwrites the slot.
+    // The pointer stays valid until a failing nnunet-rt call on this same thread overwrites the slot.
     LAST_ERROR.try_with(|slot| slot.borrow().as_ptr()).unwrap_or(c"".as_ptr())
 }
 
@@ -129,20 +128,4 @@ pub extern "C" fn nnrt_status_str(status: u32) -> *const c_char {
         _ => b"unknown status\0",
     };
     text.as_ptr().cast()
-}
-
-/// Version of the C ABI described by this header (`NNRT_ABI_VERSION`); compare at run time to
-/// detect a header/library mismatch.
-#[no_mangle]
-pub extern "C" fn nnrt_abi_version() -> u32 {
-    ABI_VERSION
-}
-
-/// ABI version: bumped whenever a signature, struct layout or code value changes.
-pub(crate) const ABI_VERSION: u32 = 1;
-
-/// Static string `"nnunet-rt/<version> ort/<ort crate version> onnxruntime-api/31"`. Never NULL.
-#[no_mangle]
-pub extern "C" fn nnrt_version() -> *const c_char {
-    concat!("nnunet-rt/", env!("CARGO_PKG_VERSION"), " ort/2.0.0-rc.15 onnxruntime-api/31", "\0").as_ptr().cast()
 }

@@ -73,6 +73,8 @@ fn handle(model: Model) -> *mut nnrt_model {
 
 fn volume(data: &[i16], dims: [usize; 3]) -> nnrt_volume {
     nnrt_volume {
+        struct_size: std::mem::size_of::<nnrt_volume>(),
+        byte_strides: [0; 4],
         data: data.as_ptr().cast(),
         dtype: NNRT_DTYPE_I16,
         dims,
@@ -89,7 +91,7 @@ fn null_arguments_are_reported_by_name() {
     assert_eq!(nnrt_options_new(null_mut()), NNRT_NULL_ARGUMENT);
     assert!(last_error().contains("`out`"), "{}", last_error());
     assert_eq!(nnrt_options_new(&mut options), NNRT_OK);
-    assert_eq!(last_error(), "", "success clears the message");
+    assert!(last_error().contains("`out`"), "only a failure replaces the message: {}", last_error());
     let mut model = null_mut();
     assert_eq!(nnrt_model_load(null(), options, &mut model), NNRT_NULL_ARGUMENT);
     assert!(model.is_null());
@@ -157,6 +159,8 @@ fn bad_volumes_are_refused_without_touching_the_buffer() {
             NNRT_INVALID_IMAGE,
         ),
         (nnrt_volume { data: null(), ..volume(&data, [20, 20, 10]) }, NNRT_NULL_ARGUMENT),
+        (nnrt_volume { struct_size: 8, ..volume(&data, [20, 20, 10]) }, NNRT_INVALID_ARGUMENT),
+        (nnrt_volume { byte_strides: [3, 40, 800, 0], ..volume(&data, [20, 20, 10]) }, NNRT_INVALID_ARGUMENT),
     ];
     for (i, (v, expected)) in cases.iter().enumerate() {
         assert_eq!(nnrt_predict(model, v, null(), &mut result), *expected, "case {i}: {}", last_error());
@@ -205,7 +209,7 @@ fn cancellation_and_progress_through_the_callback() {
     let mut result = null_mut();
     assert_eq!(nnrt_predict(model, &volume(&data, [60, 60, 12]), options, &mut result), NNRT_CANCELLED);
     assert!(result.is_null());
-    assert_eq!(calls, 3, "preprocess 0, network 0, then the first tile cancels");
+    assert_eq!(calls, 3, "preprocess 0, network 0, then the first network pass cancels");
     nnrt_predict_options_free(options);
     nnrt_model_free(model);
 }
@@ -307,4 +311,294 @@ fn metrics_of_two_label_buffers() {
     assert_eq!(nnrt_evaluate_labels(&describe(&p), &describe(&r), null(), 0.0, &mut out), NNRT_INVALID_ARGUMENT);
     assert_eq!(nnrt_evaluate_labels(null(), &describe(&r), null(), 2.0, &mut out), NNRT_NULL_ARGUMENT);
     nnrt_metrics_free(null_mut());
+}
+
+/// What a [`Blocking`] network shares with the test and with the model's cancel.
+#[derive(Default)]
+struct BlockState {
+    forwards: std::sync::atomic::AtomicUsize,
+    /// Runs wait for an interrupt while this is set.
+    block: std::sync::atomic::AtomicBool,
+    stopped: std::sync::Mutex<bool>,
+    wake: std::sync::Condvar,
+}
+
+impl crate::backend::Interrupt for BlockState {
+    fn interrupt(&self) {
+        *self.stopped.lock().unwrap() = true;
+        self.wake.notify_all();
+    }
+    fn resume(&self) {
+        *self.stopped.lock().unwrap() = false;
+    }
+}
+
+/// A network whose runs, like ONNX Runtime's, fail at once while stopped and otherwise (when
+/// blocking) wait until interrupted: a forward that would take minutes.
+struct Blocking {
+    state: std::sync::Arc<BlockState>,
+    input: Vec<f32>,
+    seg: Vec<f32>,
+}
+
+impl TileNetwork for Blocking {
+    fn input(&mut self, batch: usize) -> crate::Result<&mut [f32]> {
+        self.input.resize(batch * 16 * 32 * 48, 0.0);
+        Ok(&mut self.input)
+    }
+    fn run(&mut self) -> crate::Result<TileOutputs<'_>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.state.forwards.fetch_add(1, SeqCst);
+        let stopped = self.state.stopped.lock().unwrap();
+        let (stopped, _) = self
+            .state
+            .wake
+            .wait_timeout_while(stopped, std::time::Duration::from_secs(120), |s| !*s && self.state.block.load(SeqCst))
+            .unwrap();
+        if *stopped {
+            return Err(crate::Error::new(
+                crate::ErrorKind::Runtime,
+                "Exiting due to terminate flag being set to true.",
+            ));
+        }
+        self.seg.resize(3 * 16 * 32 * 48, 0.0);
+        Ok(TileOutputs { segmentation: &self.seg, classification: &[] })
+    }
+    fn interrupter(&self) -> Option<std::sync::Arc<dyn crate::backend::Interrupt>> {
+        Some(self.state.clone())
+    }
+}
+
+fn blocking_model() -> (*mut nnrt_model, std::sync::Arc<BlockState>) {
+    let state = std::sync::Arc::new(BlockState::default());
+    state.block.store(true, std::sync::atomic::Ordering::SeqCst);
+    let network = Blocking { state: state.clone(), input: Vec::new(), seg: Vec::new() };
+    (handle(Model::with_networks(fixture_model("resenc_ct"), vec![Box::new(network)])), state)
+}
+
+/// Predicts on another thread; returns its status when joined.
+fn predict_in_thread(model: *mut nnrt_model, data: &'static [i16]) -> std::thread::JoinHandle<(u32, String)> {
+    let model = model as usize;
+    std::thread::spawn(move || {
+        let mut result = null_mut();
+        let status = nnrt_predict(model as *const nnrt_model, &volume(data, [60, 60, 12]), null(), &mut result);
+        nnrt_result_free(result);
+        (status, last_error())
+    })
+}
+
+fn wait_for_forward(state: &BlockState) {
+    let start = std::time::Instant::now();
+    while state.forwards.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(start.elapsed().as_secs() < 60, "the prediction never reached the network");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn cancel_interrupts_the_running_forward_and_the_next_prediction_runs() {
+    let (model, state) = blocking_model();
+    let data: &'static [i16] = Box::leak(vec![40i16; 60 * 60 * 12].into_boxed_slice());
+    let running = predict_in_thread(model, data);
+    wait_for_forward(&state);
+    assert_eq!(nnrt_cancel(model), NNRT_OK);
+    let (status, message) = running.join().unwrap();
+    assert_eq!(status, NNRT_CANCELLED, "{message}");
+    assert!(message.contains("cancel"), "{message}");
+    assert_eq!(state.forwards.load(std::sync::atomic::Ordering::SeqCst), 1, "no forward started after the cancel");
+    // The stop flag does not outlive the cancelled prediction.
+    state.block.store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut result = null_mut();
+    assert_eq!(nnrt_predict(model, &volume(data, [60, 60, 12]), null(), &mut result), NNRT_OK, "{}", last_error());
+    nnrt_result_free(result);
+    assert_eq!(nnrt_cancel(null()), NNRT_NULL_ARGUMENT);
+    nnrt_model_free(model);
+}
+
+extern "C" fn stop_after_first_pass(stage: u32, fraction: f64, _: *mut c_void) -> i32 {
+    (stage == NNRT_STAGE_NETWORK && fraction > 0.0) as i32
+}
+
+#[test]
+fn a_stop_from_the_callback_is_honoured_before_the_next_forward() {
+    let (model, state) = blocking_model();
+    state.block.store(false, std::sync::atomic::Ordering::SeqCst);
+    let data = vec![40i16; 60 * 60 * 12];
+    let mut options = null_mut();
+    assert_eq!(nnrt_predict_options_new(&mut options), NNRT_OK);
+    assert_eq!(nnrt_predict_options_set_progress(options, Some(stop_after_first_pass), null_mut()), NNRT_OK);
+    let mut result = null_mut();
+    // Mirroring is on: a tile is 8 forwards, and the stop comes after the first of them.
+    assert_eq!(nnrt_predict(model, &volume(&data, [60, 60, 12]), options, &mut result), NNRT_CANCELLED);
+    assert_eq!(state.forwards.load(std::sync::atomic::Ordering::SeqCst), 1);
+    nnrt_predict_options_free(options);
+    nnrt_model_free(model);
+}
+
+#[test]
+fn freeing_a_model_during_a_prediction_cancels_it_and_waits() {
+    let (model, state) = blocking_model();
+    let data: &'static [i16] = Box::leak(vec![40i16; 60 * 60 * 12].into_boxed_slice());
+    let running = predict_in_thread(model, data);
+    wait_for_forward(&state);
+    nnrt_model_free(model);
+    let (status, message) = running.join().unwrap();
+    assert_eq!(status, NNRT_CANCELLED, "{message}");
+}
+
+#[test]
+fn strided_volumes_are_read_as_described() {
+    // A y-flipped 4x3x2 volume (a view with a negative y stride) reads as the packed original.
+    let (x, y, z) = (4usize, 3usize, 2usize);
+    let packed: Vec<i16> = (0..(x * y * z) as i16).collect();
+    let mut flipped = vec![0i16; x * y * z];
+    for k in 0..z {
+        for j in 0..y {
+            for i in 0..x {
+                flipped[(k * y + (y - 1 - j)) * x + i] = packed[(k * y + j) * x + i];
+            }
+        }
+    }
+    let v = nnrt_volume {
+        data: flipped[(y - 1) * x..].as_ptr().cast(),
+        byte_strides: [2, -2 * x as i64, 2 * (x * y) as i64, 0],
+        ..volume(&flipped, [x, y, z])
+    };
+    // SAFETY: every voxel the strides address lies inside `flipped`.
+    let voxels = unsafe { v.voxels() }.unwrap();
+    match voxels.view() {
+        crate::VoxelData::I16(read) => assert_eq!(read, &packed[..]),
+        other => panic!("read as {other:?}"),
+    }
+}
+
+#[test]
+fn labels_are_copied_into_the_callers_buffer_at_its_strides() {
+    let dims = [3usize, 2, 2];
+    let labels = crate::Labels::U8((0..12).map(|i| (i % 5) as u8).collect());
+    // Packed as 32-bit integers.
+    let mut packed = vec![-1i32; 12];
+    // SAFETY: 12 aligned i32 slots.
+    unsafe { volume::scatter_labels(&labels, dims, packed.as_mut_ptr().cast(), NNRT_DTYPE_I32, [0; 3]) }.unwrap();
+    assert_eq!(packed, (0..12).map(|i| i % 5).collect::<Vec<i32>>());
+    // Into every other u16 of a wider buffer (x stride 4 bytes), z slowest.
+    let mut wide = vec![9u16; 24];
+    // SAFETY: the strides stay inside the 24 elements.
+    unsafe { volume::scatter_labels(&labels, dims, wide.as_mut_ptr().cast(), NNRT_DTYPE_U16, [4, 12, 24]) }.unwrap();
+    for i in 0..12 {
+        assert_eq!(wide[2 * i], (i % 5) as u16);
+        assert_eq!(wide[2 * i + 1], 9, "gaps untouched");
+    }
+
+    let model = handle(Model::with_networks(fixture_model("resenc_ct"), vec![Box::new(Constant::new(3))]));
+    let data = vec![40i16; 20 * 20 * 10];
+    let mut result = null_mut();
+    assert_eq!(nnrt_predict(model, &volume(&data, [20, 20, 10]), null(), &mut result), NNRT_OK);
+    let mut out = vec![0f32; 4000];
+    assert_eq!(nnrt_result_copy_labels(result, out.as_mut_ptr().cast(), NNRT_DTYPE_F32, null()), NNRT_OK);
+    assert!(out.iter().all(|&l| l == 1.0));
+    assert_eq!(nnrt_result_copy_labels(result, null_mut(), NNRT_DTYPE_U8, null()), NNRT_NULL_ARGUMENT);
+    assert_eq!(nnrt_result_copy_labels(result, out.as_mut_ptr().cast(), 99, null()), NNRT_INVALID_ARGUMENT);
+    let misaligned = (out.as_mut_ptr() as *mut u8).wrapping_add(1);
+    assert_eq!(nnrt_result_copy_labels(result, misaligned.cast(), NNRT_DTYPE_F32, null()), NNRT_INVALID_ARGUMENT);
+    let (mut name, mut n) = (null(), 0usize);
+    assert_eq!(nnrt_result_num_labels(result, &mut n), NNRT_OK);
+    assert_eq!(nnrt_result_label_name(result, 2, &mut name), NNRT_OK);
+    // SAFETY: borrowed from the live result.
+    assert_eq!(unsafe { CStr::from_ptr(name) }.to_str().unwrap(), "lesion");
+    assert_eq!(nnrt_result_label_name(result, n, &mut name), NNRT_INVALID_ARGUMENT);
+    assert_eq!(nnrt_model_channel_name(model, 0, &mut name), NNRT_OK);
+    // SAFETY: borrowed from the live model.
+    assert_eq!(unsafe { CStr::from_ptr(name) }.to_str().unwrap(), "CT");
+    assert_eq!(nnrt_model_channel_name(model, 1, &mut name), NNRT_INVALID_ARGUMENT);
+    nnrt_result_free(result);
+    nnrt_model_free(model);
+}
+
+#[test]
+fn the_last_error_is_replaced_only_by_a_failure() {
+    let mut options = null_mut();
+    assert_eq!(nnrt_options_set_threads(null_mut(), 2), NNRT_NULL_ARGUMENT);
+    let message = last_error();
+    assert!(message.contains("options"), "{message}");
+    assert_eq!(nnrt_options_new(&mut options), NNRT_OK);
+    assert_eq!(nnrt_options_set_threads(options, 2), NNRT_OK);
+    nnrt_options_free(options);
+    nnrt_options_free(null_mut());
+    let mut info = null();
+    assert_eq!(nnrt_runtime_info(&mut info), NNRT_OK);
+    assert_eq!(last_error(), message, "successes, frees and queries leave it");
+    assert_eq!(nnrt_options_new(null_mut()), NNRT_NULL_ARGUMENT);
+    assert!(last_error().contains("`out`"));
+}
+
+#[test]
+fn the_estimate_is_the_models() {
+    let model = handle(Model::with_networks(fixture_model("resenc_ct"), vec![Box::new(Constant::new(3))]));
+    let data = vec![40i16; 60 * 60 * 12];
+    let v = volume(&data, [60, 60, 12]);
+    let mut bytes = 0u64;
+    assert_eq!(nnrt_estimate_peak_bytes(model, &v, null(), &mut bytes), NNRT_OK, "{}", last_error());
+    // SAFETY: live model; the view borrows `data`.
+    let expected = unsafe {
+        let voxels = v.voxels().unwrap();
+        (*model).model.estimate_peak_bytes(&v.view(&voxels).unwrap(), &crate::PredictOptions::default())
+    };
+    assert_eq!(bytes, expected);
+    assert!(bytes > 0);
+    // The voxels are not needed: an estimate before the volume exists.
+    assert_eq!(nnrt_estimate_peak_bytes(model, &nnrt_volume { data: null(), ..v }, null(), &mut bytes), NNRT_OK);
+    assert_eq!(nnrt_estimate_peak_bytes(model, &v, null(), null_mut()), NNRT_NULL_ARGUMENT);
+    let bad = nnrt_volume { spacing: [0.0, 1.0, 1.0], ..v };
+    assert_eq!(nnrt_estimate_peak_bytes(model, &bad, null(), &mut bytes), NNRT_INVALID_IMAGE);
+    nnrt_model_free(model);
+}
+
+static LOGGED: std::sync::Mutex<Vec<(u32, String)>> = std::sync::Mutex::new(Vec::new());
+
+extern "C" fn collect_log(level: u32, message: *const std::ffi::c_char, user_data: *mut c_void) {
+    assert_eq!(user_data as usize, 42, "user data comes back untouched");
+    // SAFETY: a NUL-terminated message borrowed for the call.
+    let text = unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned();
+    LOGGED.lock().unwrap().push((level, text));
+}
+
+#[test]
+fn messages_reach_the_log_callback_at_its_level() {
+    assert_eq!(nnrt_set_log_callback(Some(collect_log), 42 as *mut c_void, 9), NNRT_INVALID_ARGUMENT);
+    assert_eq!(nnrt_set_log_callback(Some(collect_log), 42 as *mut c_void, NNRT_LOG_INFO), NNRT_OK);
+    let model = handle(Model::with_networks(fixture_model("resenc_ct"), vec![Box::new(Constant::new(3))]));
+    let data = vec![40i16; 20 * 20 * 10];
+    let mut result = null_mut();
+    assert_eq!(nnrt_predict(model, &volume(&data, [20, 20, 10]), null(), &mut result), NNRT_OK);
+    nnrt_result_free(result);
+    nnrt_model_free(model);
+    assert_eq!(nnrt_set_log_callback(None, null_mut(), NNRT_LOG_VERBOSE), NNRT_OK);
+    let logged = LOGGED.lock().unwrap();
+    assert!(
+        logged.iter().any(|(level, m)| *level == NNRT_LOG_INFO && m.contains("predicted [20, 20, 10]")),
+        "{logged:?}"
+    );
+}
+
+#[test]
+fn the_process_reports_what_it_has() {
+    let mut info = null();
+    assert_eq!(nnrt_runtime_info(null_mut()), NNRT_NULL_ARGUMENT);
+    assert_eq!(nnrt_runtime_info(&mut info), NNRT_OK);
+    // SAFETY: valid until the next call on this thread.
+    let text = unsafe { CStr::from_ptr(info) }.to_str().unwrap().to_string();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["nnunet_rt_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(json["abi_version"], NNRT_ABI_VERSION);
+    assert_eq!(nnrt_abi_version(), NNRT_ABI_VERSION);
+    assert!(json["features"].as_array().unwrap().iter().any(|f| f == "io"));
+    // Either a runtime loaded, with its providers, or the reason none did.
+    match json["onnxruntime_version"].as_str() {
+        Some(_) => assert!(
+            json["execution_providers"].as_array().unwrap().iter().any(|p| p == "CPUExecutionProvider"),
+            "{text}"
+        ),
+        None => assert!(json["onnxruntime_error"].as_str().is_some_and(|e| !e.is_empty()), "{text}"),
+    }
 }

@@ -1,13 +1,16 @@
 //! A trained model folder as nnU-Net writes it (`plans.json`, `dataset.json`, `fold_N/`), plus
 //! what `tools/export_onnx.py` adds to each fold (`model.onnx`, `nnunet_rt_export.json`).
 
+pub mod bundle;
 mod plans;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
 
+pub use bundle::Bundle;
 pub use plans::{Label, Normalization, Plan, Region, ResamplingSpec};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -79,13 +82,101 @@ impl ExportMetadata {
     }
 }
 
+/// Where a model folder's files are read from: a folder on disk, or a folder inside a bundle
+/// held in memory.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A folder.
+    Dir(PathBuf),
+    /// The files of `bundle` whose names start with `prefix` (empty, or ending in `/`).
+    Bundle {
+        /// The parsed bundle.
+        bundle: Arc<Bundle>,
+        /// Folder inside the bundle.
+        prefix: String,
+    },
+}
+
+impl Source {
+    /// The same folder's file `name` ('/'-separated, relative), for messages and for reading.
+    pub fn path_of(&self, name: &str) -> PathBuf {
+        match self {
+            Source::Dir(dir) if name.is_empty() => dir.clone(),
+            Source::Dir(dir) => dir.join(name),
+            Source::Bundle { prefix, .. } => {
+                PathBuf::from(format!("<bundle>/{prefix}{name}").trim_end_matches('/').to_string())
+            }
+        }
+    }
+
+    /// Whether the folder holds file `name`.
+    pub fn has(&self, name: &str) -> bool {
+        match self {
+            Source::Dir(dir) => dir.join(name).is_file(),
+            Source::Bundle { bundle, prefix } => bundle.get(&format!("{prefix}{name}")).is_some(),
+        }
+    }
+
+    /// The bytes of file `name`; a missing file is `InvalidModel` naming it.
+    pub fn read(&self, name: &str) -> Result<std::borrow::Cow<'_, [u8]>> {
+        match self {
+            Source::Dir(dir) => {
+                let path = dir.join(name);
+                std::fs::read(&path).map(std::borrow::Cow::Owned).map_err(|e| {
+                    Error::new(ErrorKind::InvalidModel, format!("cannot read {}: {e}", path.display())).with_source(e)
+                })
+            }
+            Source::Bundle { bundle, prefix } => bundle
+                .get(&format!("{prefix}{name}"))
+                .map(std::borrow::Cow::Borrowed)
+                .ok_or_else(|| Error::invalid_model(format!("the model bundle has no {prefix}{name}"))),
+        }
+    }
+
+    /// The folder `sub` ('/'-terminated) inside this one.
+    pub fn child(&self, sub: &str) -> Source {
+        match self {
+            Source::Dir(dir) => Source::Dir(dir.join(sub.trim_end_matches('/'))),
+            Source::Bundle { bundle, prefix } => {
+                Source::Bundle { bundle: bundle.clone(), prefix: format!("{prefix}{sub}") }
+            }
+        }
+    }
+
+    /// Names of `fold_*` folders that hold an exported model, numerically sorted (`all` last).
+    fn exported_folds(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = match self {
+            Source::Dir(dir) => {
+                let entries = std::fs::read_dir(dir).map_err(|e| Error::io("cannot list", dir, e))?;
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().join(ONNX_FILE).is_file())
+                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("fold_")).map(str::to_string))
+                    .collect()
+            }
+            Source::Bundle { bundle, prefix } => bundle
+                .names()
+                .filter_map(|n| {
+                    n.strip_prefix(prefix.as_str())?.strip_prefix("fold_")?.strip_suffix(&format!("/{ONNX_FILE}"))
+                })
+                .filter(|fold| !fold.contains('/'))
+                .map(str::to_string)
+                .collect(),
+        };
+        names.sort_by_key(|n| (n.parse::<u64>().unwrap_or(u64::MAX), n.clone()));
+        Ok(names)
+    }
+}
+
 /// One fold of the model: its name (`0`, `all`...), ONNX file and export metadata.
 #[derive(Debug, Clone)]
 pub struct Fold {
     /// Fold name as in `fold_<name>`.
     pub name: String,
-    /// Path of `model.onnx`.
+    /// Path of `model.onnx` (inside the bundle for a bundled model: `<bundle>/fold_0/model.onnx`).
     pub onnx_path: PathBuf,
+    /// Name of `model.onnx` relative to the folder (read it with [`Source::read`]).
+    pub onnx_name: String,
     /// Its metadata file.
     pub metadata: ExportMetadata,
 }
@@ -93,8 +184,10 @@ pub struct Fold {
 /// A model folder, read and checked, without any ONNX Runtime session yet.
 #[derive(Debug, Clone)]
 pub struct ModelFolder {
-    /// The folder.
+    /// The folder (`<bundle>/...` for a bundled model).
     pub dir: PathBuf,
+    /// Where its files are read from.
+    pub source: Source,
     /// The resolved configuration.
     pub plan: Plan,
     /// Folds in use, in the order their logits are summed.
@@ -113,9 +206,16 @@ impl ModelFolder {
         if !dir.is_dir() {
             return Err(Error::new(ErrorKind::Io, format!("model folder {} does not exist", dir.display())));
         }
-        let plans = read_json(&dir.join("plans.json"))?;
-        let dataset = read_json(&dir.join("dataset.json"))?;
-        let available = discover_folds(dir)?;
+        ModelFolder::open_source(Source::Dir(dir.to_path_buf()), folds)
+    }
+
+    /// [`ModelFolder::open`] on a folder on disk or inside a bundle.
+    pub fn open_source(source: Source, folds: Option<&[String]>) -> Result<ModelFolder> {
+        let dir = source.path_of("");
+        let dir = dir.as_path();
+        let plans = read_json(&source, "plans.json")?;
+        let dataset = read_json(&source, "dataset.json")?;
+        let available = source.exported_folds()?;
         let chosen: Vec<String> = match folds {
             None => available.clone(),
             Some(list) if list.is_empty() => return Err(Error::invalid_argument("the fold list is empty")),
@@ -140,11 +240,11 @@ impl ModelFolder {
         let folds = chosen
             .iter()
             .map(|name| {
-                let fold_dir = dir.join(format!("fold_{name}"));
-                let metadata_path = fold_dir.join(EXPORT_METADATA_FILE);
-                let metadata: ExportMetadata = serde_json::from_value(read_json(&metadata_path)?)
-                    .map_err(|e| Error::invalid_model(format!("{}: {e}", metadata_path.display())))?;
-                Ok(Fold { name: name.clone(), onnx_path: fold_dir.join(ONNX_FILE), metadata })
+                let metadata_name = format!("fold_{name}/{EXPORT_METADATA_FILE}");
+                let metadata: ExportMetadata = serde_json::from_value(read_json(&source, &metadata_name)?)
+                    .map_err(|e| Error::invalid_model(format!("{}: {e}", source.path_of(&metadata_name).display())))?;
+                let onnx_name = format!("fold_{name}/{ONNX_FILE}");
+                Ok(Fold { name: name.clone(), onnx_path: source.path_of(&onnx_name), onnx_name, metadata })
             })
             .collect::<Result<Vec<_>>>()?;
         let first = &folds[0].metadata;
@@ -165,6 +265,7 @@ impl ModelFolder {
         let mirroring_axes = network_axes.iter().map(|a| a + slice_axes).collect();
         Ok(ModelFolder {
             dir: dir.to_path_buf(),
+            source,
             classification: first.classification.clone(),
             plan,
             folds,
@@ -173,23 +274,10 @@ impl ModelFolder {
     }
 }
 
-fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::new(ErrorKind::InvalidModel, format!("cannot read {}: {e}", path.display())).with_source(e)
-    })?;
-    serde_json::from_str(&text).map_err(|e| Error::invalid_model(format!("{} is not valid JSON: {e}", path.display())))
-}
-
-/// Names of `fold_*` folders that hold an exported model, numerically sorted (`all` last).
-fn discover_folds(dir: &Path) -> Result<Vec<String>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("cannot list", dir, e))?;
-    let mut names: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join(ONNX_FILE).is_file())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("fold_")).map(str::to_string))
-        .collect();
-    names.sort_by_key(|n| (n.parse::<u64>().unwrap_or(u64::MAX), n.clone()));
-    Ok(names)
+fn read_json(source: &Source, name: &str) -> Result<Value> {
+    let bytes = source.read(name)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::invalid_model(format!("{} is not valid JSON: {e}", source.path_of(name).display())))
 }
 
 fn check_metadata(meta: &ExportMetadata, plan: &Plan, fold: &str, first: &ExportMetadata) -> Result<()> {

@@ -130,14 +130,15 @@ pub fn pad(data: ArrayView4<'_, f32>, grid: &TileGrid) -> Array4<f32> {
     out
 }
 
-/// Runs one fold over the padded input. `after_tile(done, total)` is called after every tile and
-/// may stop the run by returning an error (cancellation).
+/// Runs one fold over the padded input. `after_pass(done, total)` is called after every network
+/// pass (each mirrored copy of a tile counts) and may stop the run by returning an error
+/// (cancellation), so a cancel is honoured before the next forward starts.
 pub fn predict_fold<T: LogitScalar>(
     padded: &Array4<f32>,
     settings: &WindowSettings<'_>,
     network: &mut dyn TileNetwork,
     buffers: &mut TileBuffers,
-    after_tile: &mut dyn FnMut(usize, usize) -> Result<()>,
+    after_pass: &mut dyn FnMut(usize, usize) -> Result<()>,
 ) -> Result<FoldLogits<T>> {
     let grid = settings.grid;
     let channels = padded.shape()[0];
@@ -152,7 +153,7 @@ pub fn predict_fold<T: LogitScalar>(
     let gaussian: Vec<f32> = settings.gaussian.iter().map(|g| g.to_f32()).collect();
 
     let runs = |index: usize| settings.selected.is_none_or(|s| s[index]);
-    let total = (0..grid.len()).filter(|&i| runs(i)).count();
+    let total = (0..grid.len()).filter(|&i| runs(i)).count() * passes;
     let mut done = 0;
     for (index, origin) in grid.tiles().enumerate() {
         if !runs(index) {
@@ -187,6 +188,8 @@ pub fn predict_fold<T: LogitScalar>(
             buffers.head.extend_from_slice(outputs.classification);
             buffers.flipped.resize(out_len, 0.0);
             for flip in settings.flips {
+                done += 1;
+                after_pass(done, total)?;
                 mirror::flip_copy(&buffers.tile, network.input(1)?, channels, patch, *flip);
                 let outputs = network.run()?;
                 mirror::flip_copy(&outputs.segmentation[..out_len], &mut buffers.flipped, classes, patch, *flip);
@@ -227,7 +230,7 @@ pub fn predict_fold<T: LogitScalar>(
             update_in_f32(acc, &mut buffers.wide, |_, w| w.iter_mut().zip(g).for_each(|(w, &g)| *w += g));
         }
         done += 1;
-        after_tile(done, total)?;
+        after_pass(done, total)?;
     }
 
     // Normalise by the accumulated weights and drop the padding.
@@ -338,7 +341,7 @@ pub struct FoldRun<T> {
 
 /// The fold ensemble: every network (one per fold, in order) over the case, averaged as nnU-Net
 /// does ([`FoldAverage`]), with the ROI focus's two passes when asked. `progress(fraction)` runs
-/// after every tile; the ROI first pass counts as one fold's worth of work.
+/// after every network pass; the ROI first pass counts as one fold's worth of work.
 pub fn run_folds<T: LogitScalar>(
     case: &CaseWindow<'_>,
     networks: &mut [Box<dyn TileNetwork + Send>],
@@ -497,11 +500,12 @@ mod tests {
         let out = predict_fold(&padded, &settings, &mut net, &mut TileBuffers::default(), &mut |done, total| {
             ticks += 1;
             assert_eq!(done, ticks);
-            assert_eq!(total, grid.len());
+            assert_eq!(total, grid.len() * (1 + flips.len()), "one report per network pass");
             Ok(())
         })
         .unwrap();
         assert_eq!(net.calls, grid.len() * (1 + flips.len()));
+        assert_eq!(ticks, net.calls);
         assert_eq!(out.evidence.len(), grid.len());
         assert_eq!(n * channels, out.logits.len());
         (data, out)
