@@ -1,8 +1,11 @@
 //! Segments one image with an nnU-Net model through the safe Rust API.
 //!
 //! ```text
-//! cargo run --example predict -- MODEL_DIR IMAGE.nii[.gz] [-f FOLD]... [--disable-tta]
+//! cargo run --example predict -- MODEL IMAGE.nii[.gz] [-f FOLD]... [--disable-tta]
 //! ```
+//!
+//! MODEL is a model folder, or a bundle file (`nnunet-rt bundle`) read into memory and loaded
+//! from there, as a host that decrypts its models would do.
 //!
 //! Loads the model, reads the NIfTI image, predicts it with progress on stderr, and prints to
 //! stdout the voxel count of each label and, for a model with a classification head, the
@@ -24,7 +27,7 @@ use nnunet_rt::{LoadOptions, Model, PredictOptions};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        eprintln!("usage: {} MODEL_DIR IMAGE.nii [-f FOLD]... [--disable-tta]", args[0]);
+        eprintln!("usage: {} MODEL_DIR_OR_BUNDLE IMAGE.nii [-f FOLD]... [--disable-tta]", args[0]);
         return ExitCode::from(2);
     }
     let mut load = LoadOptions::default();
@@ -53,7 +56,12 @@ fn main() -> ExitCode {
 }
 
 fn run(model_dir: &str, image: &str, load: &LoadOptions, options: &PredictOptions) -> nnunet_rt::Result<()> {
-    let model = Model::load(model_dir, load)?;
+    let model = if model_dir.ends_with(".nnrt") {
+        let bytes = std::fs::read(model_dir).map_err(|e| nnunet_rt::Error::io("cannot read", model_dir.as_ref(), e))?;
+        Model::load_bundle(&bytes, load)?
+    } else {
+        Model::load(model_dir, load)?
+    };
     let image = nifti::read_image(image.as_ref())?;
     let prediction = model.predict(&image.volume.view()?, options, &mut |stage, fraction| {
         eprintln!("{:<10} {:>3.0}%", stage.name(), fraction * 100.0);

@@ -232,7 +232,11 @@ fn c_smoke_program() {
     let (head, plain) = (model("multitask_ct"), model("resenc_ct"));
     let out = success(run(&program, &[OsStr::new("runtime"), head.as_os_str()], true), "abi_smoke runtime");
     assert!(out.contains(" 0 failed"), "{out}");
-    let args = [OsStr::new("main"), head.as_os_str(), plain.as_os_str(), truncated.as_os_str()];
+    // The head model's fold 0 as one bundle file, for loading from memory.
+    let bundle = dir.join("head.nnrt");
+    let fold_0 = nnunet_rt::LoadOptions { folds: Some(vec!["0".into()]), ..Default::default() };
+    nnunet_rt::Model::write_bundle(&head, &fold_0, &bundle).unwrap();
+    let args = [OsStr::new("main"), head.as_os_str(), plain.as_os_str(), truncated.as_os_str(), bundle.as_os_str()];
     let out = success(run(&program, &args, true), "abi_smoke main");
     assert!(out.contains(" 0 failed"), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -279,6 +283,14 @@ fn examples_print_the_library_counts_in_c_cpp_and_rust() {
     assert_eq!(from_c, expected, "the C example against the library");
     let from_cxx = success(run(&cxx, &args, false), "the C++ example");
     assert_eq!(from_cxx, expected, "the C++ example against the library");
+    // Each example loads the same model from a bundle in memory and prints the same lines.
+    let bundle = dir.join("model.nnrt");
+    nnunet_rt::Model::write_bundle(&model, &nnunet_rt::LoadOptions::default(), &bundle).unwrap();
+    let args = [bundle.as_os_str(), nii.as_os_str()];
+    for (program, name) in [(&built().rust_example, "Rust"), (&c, "C"), (&cxx, "C++")] {
+        let printed = success(run(program, &args, false), &format!("the {name} example on a bundle"));
+        assert_eq!(printed, expected, "the {name} example on a bundle against the library");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

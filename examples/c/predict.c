@@ -1,8 +1,10 @@
 /*
  * Segments one image with an nnU-Net model through the nnunet-rt C API.
  *
- *   predict MODEL_DIR IMAGE.nii [-f FOLD]... [--disable-tta]
+ *   predict MODEL IMAGE.nii [-f FOLD]... [--disable-tta]
  *
+ * MODEL is a model folder, or a bundle file (`nnunet-rt bundle -m MODEL_DIR -o model.nnrt`) that
+ * is read into memory and loaded from there, as a host that decrypts its models would do.
  * Loads the model, reads the (uncompressed) NIfTI image, predicts it with progress on stderr,
  * and prints to stdout the voxel count of each label and, for a model with a classification
  * head, the predicted class and its probability:
@@ -25,6 +27,31 @@
 #include "nifti1_reader.h"
 
 #define MAX_FOLDS 16
+
+/* Reads a whole file into memory (NULL on failure); the caller frees it. */
+static unsigned char *read_file(const char *path, size_t *size) {
+  FILE *file = fopen(path, "rb");
+  unsigned char *bytes = NULL;
+  long length;
+  if (file == NULL) return NULL;
+  if (fseek(file, 0, SEEK_END) == 0 && (length = ftell(file)) > 0 && fseek(file, 0, SEEK_SET) == 0 &&
+      (bytes = (unsigned char *)malloc((size_t)length)) != NULL) {
+    if (fread(bytes, 1, (size_t)length, file) == (size_t)length) {
+      *size = (size_t)length;
+    } else {
+      free(bytes);
+      bytes = NULL;
+    }
+  }
+  fclose(file);
+  return bytes;
+}
+
+/* Whether `path` names a bundle file rather than a model folder. */
+static int is_bundle(const char *path) {
+  size_t n = strlen(path);
+  return n > 5 && strcmp(path + n - 5, ".nnrt") == 0;
+}
 
 /* Prints "stage percent" lines; returning 0 lets the prediction continue. */
 static int32_t on_progress(uint32_t stage, double fraction, void *user_data) {
@@ -64,7 +91,7 @@ int main(int argc, char **argv) {
 
   memset(&image, 0, sizeof image);
   if (argc < 3) {
-    fprintf(stderr, "usage: %s MODEL_DIR IMAGE.nii [-f FOLD]... [--disable-tta]\n", argv[0]);
+    fprintf(stderr, "usage: %s MODEL_DIR_OR_BUNDLE IMAGE.nii [-f FOLD]... [--disable-tta]\n", argv[0]);
     return 2;
   }
   for (i = 3; i < argc; i++) {
@@ -85,13 +112,29 @@ int main(int argc, char **argv) {
 
   CHECK(nnrt_options_new(&load_options));
   if (fold_count > 0) CHECK(nnrt_options_set_folds(load_options, folds, fold_count));
-  CHECK(nnrt_model_load(argv[1], load_options, &model));
+  if (is_bundle(argv[1])) {
+    size_t size = 0;
+    unsigned char *bytes = read_file(argv[1], &size);
+    nnrt_status status;
+    if (bytes == NULL) {
+      fprintf(stderr, "predict: cannot read %s\n", argv[1]);
+      goto cleanup;
+    }
+    /* The library copies what it needs: the bytes can be wiped and freed right after. */
+    status = nnrt_model_load_from_memory(bytes, size, load_options, &model);
+    memset(bytes, 0, size);
+    free(bytes);
+    CHECK(status);
+  } else {
+    CHECK(nnrt_model_load(argv[1], load_options, &model));
+  }
 
   if (nifti1_read(argv[2], &image, error, sizeof error) != 0) {
     fprintf(stderr, "predict: %s\n", error);
     goto cleanup;
   }
   memset(&volume, 0, sizeof volume);
+  volume.struct_size = sizeof volume;
   volume.data = image.data;
   volume.dtype = image.dtype;
   volume.channels = image.channels;

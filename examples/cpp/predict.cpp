@@ -1,7 +1,9 @@
 // Segments one image with an nnU-Net model from C++17, through the header-only RAII layer
 // (bindings/cxx/include/nnunet_rt.hpp) over the nnunet-rt C API.
 //
-//   predict MODEL_DIR IMAGE.nii [-f FOLD]... [--disable-tta]
+//   predict MODEL IMAGE.nii [-f FOLD]... [--disable-tta]
+//
+// MODEL is a model folder or a bundle file (`nnunet-rt bundle`, loaded from memory).
 //
 // Same scenario and output as examples/c/predict.c and examples/predict.rs: progress on
 // stderr; on stdout one "label NAME VOXELS" line per label and, for a model with a
@@ -11,9 +13,13 @@
 //   c++ -std=c++17 -Iinclude -Ibindings/cxx/include -Iexamples/c examples/cpp/predict.cpp
 //       -Ltarget/debug -lnnunet_rt -Wl,-rpath,$PWD/target/debug -o predict_cpp
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <iostream>
+#include <iterator>
+#include <stdexcept>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,10 +35,22 @@ struct Image {
   ~Image() { nifti1_free(&raw); }
 };
 
+nnrt::Model load_bundle(const std::string &path, const nnrt::LoadOptions &load) {
+  std::ifstream file(path, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  if (!file && !file.eof()) throw std::runtime_error("cannot read " + path);
+  nnrt::Model model = nnrt::Model::load_from_memory(bytes.data(), bytes.size(), load);
+  std::fill(bytes.begin(), bytes.end(), '\0');
+  return model;
+}
+
 int run(const std::string &model_dir, const char *image_path, const std::vector<std::string> &folds, bool tta) {
   nnrt::LoadOptions load;
   if (!folds.empty()) load.folds(folds);
-  const nnrt::Model model = nnrt::Model::load(model_dir, load);
+  // A bundle file is read into memory and loaded from there, as a host that decrypts its models
+  // would do; a folder is loaded in place.
+  const bool bundle = model_dir.size() > 5 && model_dir.compare(model_dir.size() - 5, 5, ".nnrt") == 0;
+  const nnrt::Model model = bundle ? load_bundle(model_dir, load) : nnrt::Model::load(model_dir, load);
 
   Image image;
   char error[512];

@@ -34,8 +34,17 @@ static int failures = 0;
     }                                                                          \
   } while (0)
 
-/* The call returns `expected`; a failure leaves a message, a success leaves "". */
-#define EXPECT_STATUS(call, expected) expect_status((call), (expected), #call, #expected, __LINE__)
+/* The call returns `expected`; a failure leaves a message, a success leaves the message of the
+ * last failure as it was (only failures replace it). */
+#define EXPECT_STATUS(call, expected)                                       \
+  do {                                                                      \
+    remember_last_error();                                                  \
+    expect_status((call), (expected), #call, #expected, __LINE__);          \
+  } while (0)
+
+static char before[4096];
+
+static void remember_last_error(void) { snprintf(before, sizeof before, "%s", nnrt_last_error_message()); }
 
 static void expect_status(nnrt_status got, nnrt_status expected, const char *call, const char *name, int line) {
   const char *message = nnrt_last_error_message();
@@ -44,10 +53,10 @@ static void expect_status(nnrt_status got, nnrt_status expected, const char *cal
     failures++;
     fprintf(stderr, "%s:%d: %s returned %u (%s: %s), expected %s\n", __FILE__, line, call, (unsigned)got,
             nnrt_status_str(got), message, name);
-  } else if (message == NULL || (got == NNRT_OK) != (message[0] == '\0')) {
+  } else if (message == NULL || (got == NNRT_OK ? strncmp(message, before, sizeof before - 1) != 0 : message[0] == '\0')) {
     failures++;
-    fprintf(stderr, "%s:%d: %s: last error message \"%s\" does not fit status %s\n", __FILE__, line, call,
-            message ? message : "(NULL)", name);
+    fprintf(stderr, "%s:%d: %s: last error message \"%s\" does not fit status %s (before: \"%s\")\n", __FILE__, line,
+            call, message ? message : "(NULL)", name, before);
   }
 }
 
@@ -73,6 +82,7 @@ static void make_volume(nnrt_volume *v) {
     }
   }
   memset(v, 0, sizeof *v);
+  v->struct_size = sizeof *v;
   v->data = ct;
   v->dtype = NNRT_DTYPE_I16;
   v->dims[0] = NX;
@@ -695,6 +705,155 @@ static void full_prediction(nnrt_model *head, nnrt_model *plain, const nnrt_volu
   nnrt_result_free(plain_result);
 }
 
+static int log_calls;
+
+static void count_log(uint32_t level, const char *message, void *user_data) {
+  if (level <= NNRT_LOG_ERROR && message != NULL && user_data == &log_calls) log_calls++;
+}
+
+/* A y-flipped, strided view of the test volume (the layout of a bottom-up image). */
+static int16_t ct_flipped[NVOX];
+
+/* Bundles from memory, cancel, estimates, strides, copies into the caller's buffer, names,
+ * process information and logging. */
+static void abi_1_0(nnrt_model *head, const char *bundle_path, const nnrt_volume *volume, nnrt_predict_options *options) {
+  FILE *file = fopen(bundle_path, "rb");
+  unsigned char *bytes = NULL;
+  long size = 0;
+  nnrt_model *bundled = SENTINEL, *refused = SENTINEL;
+  nnrt_result *from_folder = NULL, *from_bundle = NULL, *strided = NULL;
+  nnrt_volume flipped = *volume, small = *volume;
+  const void *labels = NULL, *bundle_labels = NULL, *strided_labels = NULL;
+  const char *text = NULL, *other = NULL;
+  uint32_t dtype = 0;
+  size_t dims[3], n = 0, x, y, z;
+  uint64_t estimate = 0;
+  uint16_t copy16[NVOX];
+  static int32_t copy32[NVOX];
+  int64_t flip_strides[3] = {4, -4 * NX, 4 * NX * NY};
+  size_t differing = 0;
+
+  EXPECT(file != NULL);
+  if (file == NULL) return;
+  fseek(file, 0, SEEK_END);
+  size = ftell(file);
+  fseek(file, 0, SEEK_SET);
+  bytes = (unsigned char *)malloc((size_t)size);
+  EXPECT(bytes != NULL && fread(bytes, 1, (size_t)size, file) == (size_t)size);
+  fclose(file);
+  EXPECT_STATUS(nnrt_model_load_from_memory(bytes, (size_t)size - 1, NULL, &refused), NNRT_INVALID_MODEL);
+  EXPECT(refused == NULL);
+  EXPECT_STATUS(nnrt_model_load_from_memory("not a bundle", 12, NULL, &refused), NNRT_INVALID_MODEL);
+  EXPECT_STATUS(nnrt_model_load_from_memory(NULL, 12, NULL, &refused), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_model_load_from_memory(bytes, (size_t)size, NULL, NULL), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_model_load_from_memory(bytes, (size_t)size, NULL, &bundled), NNRT_OK);
+  /* The model keeps nothing of the caller's bytes. */
+  memset(bytes, 0, (size_t)size);
+  free(bytes);
+  if (bundled == NULL || bundled == SENTINEL) return;
+
+  /* A bundle predicts exactly what its folder predicts. */
+  EXPECT_STATUS(nnrt_predict(head, volume, options, &from_folder), NNRT_OK);
+  EXPECT_STATUS(nnrt_predict(bundled, volume, options, &from_bundle), NNRT_OK);
+  if (from_folder == NULL || from_bundle == NULL) return;
+  EXPECT_STATUS(nnrt_result_labels(from_folder, &labels, &dtype, dims), NNRT_OK);
+  EXPECT_STATUS(nnrt_result_labels(from_bundle, &bundle_labels, &dtype, dims), NNRT_OK);
+  EXPECT(memcmp(labels, bundle_labels, NVOX) == 0);
+
+  /* Cancelling when nothing runs does nothing. */
+  EXPECT_STATUS(nnrt_cancel(NULL), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_cancel(bundled), NNRT_OK);
+
+  /* The estimate is what the memory limit compares with: at the estimate it predicts, one byte
+   * below it refuses. */
+  EXPECT_STATUS(nnrt_estimate_peak_bytes(head, volume, options, &estimate), NNRT_OK);
+  EXPECT(estimate > (uint64_t)NVOX);
+  EXPECT_STATUS(nnrt_estimate_peak_bytes(NULL, volume, options, &estimate), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_estimate_peak_bytes(head, NULL, options, &estimate), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_estimate_peak_bytes(head, volume, options, NULL), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_predict_options_set_memory_limit(options, estimate - 1), NNRT_OK);
+  EXPECT_STATUS(nnrt_predict(bundled, volume, options, &strided), NNRT_OUT_OF_MEMORY);
+  EXPECT(strided == NULL);
+  EXPECT_STATUS(nnrt_predict_options_set_memory_limit(options, estimate), NNRT_OK);
+  EXPECT_STATUS(nnrt_predict(bundled, volume, options, &strided), NNRT_OK);
+  nnrt_result_free(strided);
+  strided = NULL;
+  EXPECT_STATUS(nnrt_predict_options_set_memory_limit(options, 0), NNRT_OK);
+
+  /* A bottom-up copy described by strides predicts the same labels. */
+  for (z = 0; z < NZ; z++)
+    for (y = 0; y < NY; y++)
+      for (x = 0; x < NX; x++) ct_flipped[(z * NY + (NY - 1 - y)) * NX + x] = ct[(z * NY + y) * NX + x];
+  flipped.data = &ct_flipped[(NY - 1) * NX];
+  flipped.byte_strides[0] = 2;
+  flipped.byte_strides[1] = -2 * NX;
+  flipped.byte_strides[2] = 2 * NX * NY;
+  EXPECT_STATUS(nnrt_predict(bundled, &flipped, options, &strided), NNRT_OK);
+  if (strided != NULL) {
+    EXPECT_STATUS(nnrt_result_labels(strided, &strided_labels, &dtype, dims), NNRT_OK);
+    EXPECT(memcmp(labels, strided_labels, NVOX) == 0);
+    nnrt_result_free(strided);
+  }
+  small.struct_size = sizeof small - 8;
+  strided = SENTINEL;
+  EXPECT_STATUS(nnrt_predict(bundled, &small, options, &strided), NNRT_INVALID_ARGUMENT);
+  EXPECT(strided == NULL && strstr(nnrt_last_error_message(), "struct_size") != NULL);
+
+  /* Labels into the caller's buffers: packed uint16, and bottom-up int32 through strides. */
+  EXPECT_STATUS(nnrt_result_copy_labels(from_folder, copy16, NNRT_DTYPE_U16, NULL), NNRT_OK);
+  EXPECT_STATUS(nnrt_result_copy_labels(from_folder, &copy32[(NY - 1) * NX], NNRT_DTYPE_I32, flip_strides), NNRT_OK);
+  for (z = 0; z < NZ; z++) {
+    for (y = 0; y < NY; y++) {
+      for (x = 0; x < NX; x++) {
+        uint8_t label = ((const uint8_t *)labels)[(z * NY + y) * NX + x];
+        differing += copy16[(z * NY + y) * NX + x] != label;
+        differing += copy32[(z * NY + (NY - 1 - y)) * NX + x] != (int32_t)label;
+      }
+    }
+  }
+  EXPECT(differing == 0);
+  EXPECT_STATUS(nnrt_result_copy_labels(NULL, copy16, NNRT_DTYPE_U16, NULL), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_result_copy_labels(from_folder, NULL, NNRT_DTYPE_U16, NULL), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_result_copy_labels(from_folder, copy16, 99, NULL), NNRT_INVALID_ARGUMENT);
+  EXPECT_STATUS(nnrt_result_copy_labels(from_folder, (char *)copy16 + 1, NNRT_DTYPE_U16, NULL), NNRT_INVALID_ARGUMENT);
+
+  /* Names from the model and the result. */
+  EXPECT_STATUS(nnrt_result_num_labels(from_folder, &n), NNRT_OK);
+  EXPECT_STATUS(nnrt_result_label_name(from_folder, n - 1, &text), NNRT_OK);
+  EXPECT_STATUS(nnrt_model_label_name(head, n - 1, &other), NNRT_OK);
+  EXPECT(text != NULL && other != NULL && strcmp(text, other) == 0);
+  EXPECT_STATUS(nnrt_result_label_name(from_folder, n, &text), NNRT_INVALID_ARGUMENT);
+  EXPECT_STATUS(nnrt_result_label_name(NULL, 0, &text), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_model_channel_name(head, 0, &text), NNRT_OK);
+  EXPECT(text != NULL && strcmp(text, "CT") == 0);
+  EXPECT_STATUS(nnrt_model_channel_name(head, 1, &text), NNRT_INVALID_ARGUMENT);
+  EXPECT_STATUS(nnrt_model_channel_name(head, 0, NULL), NNRT_NULL_ARGUMENT);
+
+  /* What the process has. */
+  EXPECT_STATUS(nnrt_runtime_info(&text), NNRT_OK);
+  EXPECT(text != NULL && text[0] == '{' && strstr(text, "\"abi_version\":2") != NULL);
+  EXPECT(strstr(text, "\"onnxruntime_library\":\"") != NULL && strstr(text, "CPUExecutionProvider") != NULL);
+  EXPECT_STATUS(nnrt_runtime_info(NULL), NNRT_NULL_ARGUMENT);
+
+  /* Messages reach the host's logger, and stop when it is removed. */
+  EXPECT_STATUS(nnrt_set_log_callback(count_log, &log_calls, 7), NNRT_INVALID_ARGUMENT);
+  EXPECT_STATUS(nnrt_set_log_callback(count_log, &log_calls, NNRT_LOG_INFO), NNRT_OK);
+  nnrt_result_free(from_bundle);
+  from_bundle = NULL;
+  EXPECT_STATUS(nnrt_predict(bundled, volume, options, &from_bundle), NNRT_OK);
+  EXPECT(log_calls > 0);
+  EXPECT_STATUS(nnrt_set_log_callback(NULL, NULL, NNRT_LOG_ERROR), NNRT_OK);
+  n = (size_t)log_calls;
+  nnrt_result_free(from_bundle);
+  from_bundle = NULL;
+  EXPECT_STATUS(nnrt_predict(bundled, volume, options, &from_bundle), NNRT_OK);
+  EXPECT((size_t)log_calls == n);
+
+  nnrt_result_free(from_bundle);
+  nnrt_result_free(from_folder);
+  nnrt_model_free(bundled);
+}
+
 int main(int argc, char **argv) {
   nnrt_volume volume;
   nnrt_predict_options *options = NULL;
@@ -703,7 +862,7 @@ int main(int argc, char **argv) {
 
   if (strcmp(mode, "runtime") == 0 && argc == 3) {
     runtime_unavailable(argv[2]);
-  } else if (strcmp(mode, "main") == 0 && argc == 5) {
+  } else if (strcmp(mode, "main") == 0 && argc == 6) {
     versions_and_status_names();
     free_null();
     make_volume(&volume);
@@ -718,6 +877,7 @@ int main(int argc, char **argv) {
       bad_volumes(head, &volume, options);
       cancellation(head, &volume, options);
       memory_limit(head, &volume, options);
+      abi_1_0(head, argv[5], &volume, options);
       full_prediction(head, plain, &volume, options); /* frees head */
       nnrt_predict_options_free(options);
     } else {
@@ -725,7 +885,7 @@ int main(int argc, char **argv) {
     }
     nnrt_model_free(plain);
   } else {
-    fprintf(stderr, "usage: %s runtime HEAD_MODEL_DIR | main HEAD_MODEL_DIR PLAIN_MODEL_DIR TRUNCATED_MODEL_DIR\n", argv[0]);
+    fprintf(stderr, "usage: %s runtime HEAD_MODEL_DIR | main HEAD_MODEL_DIR PLAIN_MODEL_DIR TRUNCATED_MODEL_DIR HEAD_BUNDLE\n", argv[0]);
     return 2;
   }
   printf("abi_smoke %s: %d checks, %d failed\n", mode, checks, failures);

@@ -66,7 +66,8 @@ static void *work(void *arg) {
       w->errors++;
       snprintf(w->message, sizeof w->message, "thread %d saw \"%s\"", w->index, nnrt_last_error_message());
     }
-    if (nnrt_model_num_labels(model, &n) != NNRT_OK || nnrt_last_error_message()[0] != '\0') w->errors++;
+    /* A success leaves the message of the last failure as it was. */
+    if (nnrt_model_num_labels(model, &n) != NNRT_OK || strstr(nnrt_last_error_message(), expected) == NULL) w->errors++;
   }
   return NULL;
 }
@@ -96,6 +97,7 @@ int main(int argc, char **argv) {
       }
     }
   }
+  volume.struct_size = sizeof volume;
   volume.data = voxels;
   volume.dtype = NNRT_DTYPE_I16;
   volume.dims[0] = NX;

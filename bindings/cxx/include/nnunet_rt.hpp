@@ -86,7 +86,14 @@ inline std::string version() { return nnrt_version(); }
 /// A borrowed volume description (x fastest, channels one after the other). The voxels are
 /// only read during Model::predict and must outlive that call.
 struct Volume {
-  nnrt_volume raw{};
+  nnrt_volume raw = blank();
+
+  /// An empty description of this header's size; fill its fields (byte_strides all 0: packed).
+  static nnrt_volume blank() {
+    nnrt_volume v{};
+    v.struct_size = sizeof v;
+    return v;
+  }
 
   /// Describes `channels` blocks of `dims[0] * dims[1] * dims[2]` voxels of type T, with the
   /// given spacing (mm), zero origin and identity direction unless set afterwards.
@@ -295,6 +302,19 @@ class Result {
     return name;
   }
 
+  /// Name of label `index` (dataset.json).
+  std::string label_name(std::size_t index) const {
+    const char *name = nullptr;
+    detail::check(nnrt_result_label_name(handle_.get(), index, &name));
+    return name;
+  }
+
+  /// Writes the labels into `dst` as `dtype` (NNRT_DTYPE_*) at byte strides along x, y, z
+  /// (nullptr: packed, x fastest), e.g. straight into an itk::Image's or vtkImageData's buffer.
+  void copy_labels(void *dst, std::uint32_t dtype, const std::int64_t *byte_strides = nullptr) const {
+    detail::check(nnrt_result_copy_labels(handle_.get(), dst, dtype, byte_strides));
+  }
+
   /// Milliseconds in preprocessing, the network stage and export.
   std::array<double, 3> timings_ms() const {
     std::array<double, 3> t{};
@@ -316,6 +336,26 @@ class Model {
     detail::check(nnrt_model_load(dir.c_str(), options.get(), &raw));
     return Model(raw);
   }
+
+  /// Loads a model bundle (`nnunet-rt bundle`) from memory; the bytes may be wiped afterwards.
+  static Model load_from_memory(const void *bytes, std::size_t size, const LoadOptions &options = LoadOptions()) {
+    nnrt_model *raw = nullptr;
+    detail::check(nnrt_model_load_from_memory(bytes, size, options.get(), &raw));
+    return Model(raw);
+  }
+
+  /// Cancels the predictions running on this model (from any thread); they throw an Error with
+  /// status NNRT_CANCELLED.
+  void cancel() const { detail::check(nnrt_cancel(handle_.get())); }
+
+  /// Estimated peak memory (bytes) of predicting a volume of this size and geometry.
+  std::uint64_t estimate_peak_bytes(const Volume &volume) const {
+    std::uint64_t bytes = 0;
+    detail::check(nnrt_estimate_peak_bytes(handle_.get(), &volume.raw, nullptr, &bytes));
+    return bytes;
+  }
+
+  std::string channel_name(std::size_t index) const { return name(nnrt_model_channel_name, index); }
 
   std::size_t num_channels() const { return count(nnrt_model_num_channels); }
   std::size_t num_labels() const { return count(nnrt_model_num_labels); }
@@ -346,7 +386,7 @@ class Model {
     return s;
   }
 
-  /// Predicts `volume`; `progress` (optional) runs on this thread after every tile.
+  /// Predicts `volume`; `progress` (optional) runs on this thread after every network pass.
   Result predict(const Volume &volume, const PredictOptions &options = PredictOptions(),
                  const Progress &progress = Progress()) const {
     nnrt_predict_options *raw_options = nullptr;
