@@ -27,8 +27,8 @@ class NnunetRt(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["nnunet-rt developers"]
         self.parent.helpText = (
-            "Segments the selected scalar volume with a trained nnU-Net v2 model folder "
-            "(3d_fullres, exported to ONNX with nnunet-rt's tools/export_onnx.py). The prediction runs in "
+            "Segments scalar volumes (one per model input channel) with a trained nnU-Net v2 model folder "
+            "(exported to ONNX with nnunet-rt's tools/export_onnx.py) or a .nnrt bundle. The prediction runs in "
             "Slicer's process on a worker thread and can be cancelled. Models with a classification head "
             "also report the predicted class and its probability."
         )
@@ -43,28 +43,28 @@ class NnunetRtWidget(ScriptedLoadableModuleWidget):
         self.logic = NnunetRtLogic()
         self.task = None
         self.taskVolumeNode = None
+        self.taskOptions = None
+        self.taskEstimate = None
+        self.inputSelectors = []
 
         inputs = ctk.ctkCollapsibleButton()
         inputs.text = "Inputs"
         self.layout.addWidget(inputs)
-        form = qt.QFormLayout(inputs)
+        self.inputsForm = qt.QFormLayout(inputs)
 
         self.modelPathEdit = ctk.ctkPathLineEdit()
-        self.modelPathEdit.filters = ctk.ctkPathLineEdit.Dirs
+        self.modelPathEdit.filters = ctk.ctkPathLineEdit.Dirs | ctk.ctkPathLineEdit.Files
+        self.modelPathEdit.nameFilters = ["nnunet-rt bundle (*.nnrt)", "All files (*)"]
         self.modelPathEdit.settingKey = "NnunetRt/ModelFolder"
-        self.modelPathEdit.toolTip = "nnU-Net model folder (plans.json, dataset.json, fold_N/model.onnx)"
-        form.addRow("Model folder:", self.modelPathEdit)
-
-        self.volumeSelector = slicer.qMRMLNodeComboBox()
-        self.volumeSelector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
-        self.volumeSelector.selectNodeUponCreation = True
-        self.volumeSelector.addEnabled = False
-        self.volumeSelector.removeEnabled = False
-        self.volumeSelector.noneEnabled = False
-        self.volumeSelector.showHidden = False
-        self.volumeSelector.setMRMLScene(slicer.mrmlScene)
-        self.volumeSelector.toolTip = "Volume to segment (single-channel models)"
-        form.addRow("Input volume:", self.volumeSelector)
+        self.modelPathEdit.toolTip = (
+            "nnU-Net model folder (plans.json, dataset.json, fold_N/model.onnx), or a .nnrt bundle file"
+        )
+        self.inputsForm.addRow("Model:", self.modelPathEdit)
+        self.modelInfoLabel = qt.QLabel("")
+        self.modelInfoLabel.wordWrap = True
+        self.inputsForm.addRow("", self.modelInfoLabel)
+        # One selector per input channel, rebuilt from the model's channel names.
+        self.setChannelNames(["input"])
 
         options = ctk.ctkCollapsibleButton()
         options.text = "Options"
@@ -111,6 +111,38 @@ class NnunetRtWidget(ScriptedLoadableModuleWidget):
         self.threadsSpin.specialValueText = "one per core"
         optionsForm.addRow("Threads:", self.threadsSpin)
 
+        self.roiFocusCheck = qt.QCheckBox()
+        self.roiFocusCheck.checked = False
+        self.roiFocusCheck.toolTip = (
+            "Opt-in, not nnU-Net's algorithm: a cheap first pass, then the full pass only near its foreground"
+        )
+        optionsForm.addRow("ROI focus:", self.roiFocusCheck)
+
+        self.postprocessingCheck = qt.QCheckBox()
+        self.postprocessingCheck.checked = True
+        self.postprocessingCheck.toolTip = "Apply the model's postprocessing.json (nnU-Net's connected-component rules) if it has one"
+        optionsForm.addRow("Postprocessing:", self.postprocessingCheck)
+
+        self.previousStageEdit = ctk.ctkPathLineEdit()
+        self.previousStageEdit.filters = ctk.ctkPathLineEdit.Dirs
+        self.previousStageEdit.settingKey = "NnunetRt/PreviousStageFolder"
+        self.previousStageEdit.toolTip = (
+            "Cascades only: the 3d_lowres model folder, when it is not nnU-Net's sibling folder of the model"
+        )
+        optionsForm.addRow("Previous stage:", self.previousStageEdit)
+
+        self.probabilitiesCheck = qt.QCheckBox()
+        self.probabilitiesCheck.checked = False
+        self.probabilitiesCheck.toolTip = "Also add one probability volume (softmax, 0..1) per foreground label"
+        optionsForm.addRow("Probability volumes:", self.probabilitiesCheck)
+
+        self.estimateButton = qt.QPushButton("Estimate")
+        self.estimateButton.toolTip = "Network evaluations, memory and (after a first run) time, before running"
+        self.estimateLabel = qt.QLabel("")
+        self.estimateLabel.wordWrap = True
+        self.layout.addWidget(self.estimateButton)
+        self.layout.addWidget(self.estimateLabel)
+
         buttons = qt.QHBoxLayout()
         self.applyButton = qt.QPushButton("Segment")
         self.cancelButton = qt.QPushButton("Cancel")
@@ -123,7 +155,10 @@ class NnunetRtWidget(ScriptedLoadableModuleWidget):
         self.progressBar.setRange(0, 1000)
         self.progressBar.value = 0
         self.layout.addWidget(self.progressBar)
+        self.stagesLabel = qt.QLabel("")
+        self.layout.addWidget(self.stagesLabel)
         self.statusLabel = qt.QLabel("")
+        self.statusLabel.wordWrap = True
         self.layout.addWidget(self.statusLabel)
 
         results = ctk.ctkCollapsibleButton()
@@ -145,6 +180,9 @@ class NnunetRtWidget(ScriptedLoadableModuleWidget):
         self.timer.connect("timeout()", self.poll)
         self.applyButton.connect("clicked(bool)", self.onApply)
         self.cancelButton.connect("clicked(bool)", self.onCancel)
+        self.estimateButton.connect("clicked(bool)", self.onEstimate)
+        self.modelPathEdit.connect("currentPathChanged(QString)", self.onModelPathChanged)
+        self.onModelPathChanged(self.modelPathEdit.currentPath)
 
     def cleanup(self):
         if self.task is not None:
@@ -152,38 +190,99 @@ class NnunetRtWidget(ScriptedLoadableModuleWidget):
         self.timer.stop()
         self.logic.close()
 
+    # -- inputs -----------------------------------------------------------------------------
+
+    def setChannelNames(self, names):
+        """One volume selector per model input channel, labelled with the channel's name."""
+        for _, selector in self.inputSelectors:
+            self.inputsForm.removeRow(selector)
+        self.inputSelectors = []
+        for name in names:
+            selector = slicer.qMRMLNodeComboBox()
+            selector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
+            selector.selectNodeUponCreation = True
+            selector.addEnabled = False
+            selector.removeEnabled = False
+            selector.noneEnabled = False
+            selector.showHidden = False
+            selector.setMRMLScene(slicer.mrmlScene)
+            selector.toolTip = f"Volume for the model's input channel '{name}' (all on one grid)"
+            self.inputsForm.addRow(f"Input volume ({name}):" if len(names) > 1 else "Input volume:", selector)
+            self.inputSelectors.append((name, selector))
+
+    def onModelPathChanged(self, path):
+        kind = rtlogic.model_kind(path)
+        if kind is None:
+            self.modelInfoLabel.text = "Choose a model folder or a .nnrt bundle." if not path else "Not found."
+            return
+        try:
+            info = self.logic.describeModel(path)
+        except Exception as exc:  # an unreadable model is reported when it is loaded
+            self.modelInfoLabel.text = f"{kind}: {exc}"
+            return
+        self.modelInfoLabel.text = f"{kind}: {info['summary']}"
+        if [name for name, _ in self.inputSelectors] != info["channels"]:
+            self.setChannelNames(info["channels"])
+
+    def currentOptions(self):
+        return rtlogic.ModelOptions(
+            path=self.modelPathEdit.currentPath,
+            folds=tuple(rtlogic.parse_folds(self.foldsEdit.text) or ()) or None,
+            device=self.deviceCombo.currentText,
+            network_precision=self.networkPrecisionCombo.currentText,
+            threads=self.threadsSpin.value or None,
+            postprocessing=self.postprocessingCheck.checked,
+            previous_stage_model=self.previousStageEdit.currentPath or None,
+        )
+
+    def predictOptions(self):
+        return {
+            "step_size": self.stepSizeSpin.value,
+            "tta": self.ttaCheck.checked,
+            "roi_focus": self.roiFocusCheck.checked,
+            "probabilities": self.probabilitiesCheck.checked,
+        }
+
+    def inputVolumes(self):
+        return [selector.currentNode() for _, selector in self.inputSelectors]
+
     # -- actions ----------------------------------------------------------------------------
+
+    def onEstimate(self):
+        volumeNodes = self.inputVolumes()
+        if not self.modelPathEdit.currentPath or any(v is None for v in volumeNodes):
+            self.estimateLabel.text = "Select a model and the input volume(s) first."
+            return
+        try:
+            estimate = self.logic.estimate(volumeNodes, self.currentOptions(), **self.predictOptions())
+        except Exception as exc:
+            logging.exception("nnunet-rt: no estimate")
+            self.estimateLabel.text = f"No estimate: {exc}"
+            return
+        self.estimateLabel.text = estimate.text()
 
     def onApply(self):
         if self.task is not None:
             return
-        volumeNode = self.volumeSelector.currentNode()
-        modelFolder = self.modelPathEdit.currentPath
-        if volumeNode is None or not modelFolder:
-            slicer.util.errorDisplay("Select a model folder and an input volume.")
+        volumeNodes = self.inputVolumes()
+        options = self.currentOptions()
+        if not options.path or any(v is None for v in volumeNodes):
+            slicer.util.errorDisplay("Select a model (folder or .nnrt bundle) and the input volume(s).")
             return
         self.modelPathEdit.addCurrentPathToHistory()
-        folds = [f for f in self.foldsEdit.text.replace(",", " ").split() if f] or None
         try:
-            self.task = self.logic.start(
-                volumeNode,
-                modelFolder,
-                folds=folds,
-                device=self.deviceCombo.currentText,
-                network_precision=self.networkPrecisionCombo.currentText,
-                threads=self.threadsSpin.value or None,
-                step_size=self.stepSizeSpin.value,
-                tta=self.ttaCheck.checked,
-            )
+            self.task = self.logic.start(volumeNodes, options, **self.predictOptions())
         except Exception as exc:
             logging.exception("nnunet-rt: could not start")
             slicer.util.errorDisplay(f"Could not start: {exc}")
             return
-        self.taskVolumeNode = volumeNode
+        self.taskVolumeNode = volumeNodes[0]
+        self.taskOptions = options
         self.applyButton.enabled = False
         self.cancelButton.enabled = True
         self.progressBar.value = 0
-        self.statusLabel.text = "Loading the model..."
+        self.statusLabel.text = "Using the loaded model..." if options in self.logic.cache else "Loading the model..."
+        self.stagesLabel.text = ""
         self.subtypeLabel.text = ""
         self.classTable.setRowCount(0)
         self.timer.start()
@@ -202,6 +301,8 @@ class NnunetRtWidget(ScriptedLoadableModuleWidget):
             return
         stage, fraction, overall = task.progress
         self.progressBar.value = int(round(overall * 1000))
+        if stage != "loading":
+            self.stagesLabel.text = rtlogic.stage_text(task.stage_progress)
         if not task.cancel_requested and stage != "loading":
             self.statusLabel.text = f"{stage.capitalize()}: {fraction * 100:.0f}%"
         if not task.done:
@@ -211,7 +312,7 @@ class NnunetRtWidget(ScriptedLoadableModuleWidget):
         volumeNode, self.taskVolumeNode = self.taskVolumeNode, None
         self.applyButton.enabled = True
         self.cancelButton.enabled = False
-        self.logic.keepModel(task)
+        self.logic.keepModel(self.taskOptions, task)
         if task.error is not None:
             if isinstance(task.error, rtlogic.import_nnunet_rt().Cancelled):
                 self.statusLabel.text = "Cancelled."
@@ -224,12 +325,15 @@ class NnunetRtWidget(ScriptedLoadableModuleWidget):
         output = task.result
         try:
             segmentationNode = self.logic.createSegmentationNode(output, volumeNode)
+            probabilityNodes = self.logic.createProbabilityVolumes(output, volumeNode)
         except Exception as exc:
             logging.exception("nnunet-rt: could not create the segmentation")
             slicer.util.errorDisplay(f"Could not create the segmentation: {exc}")
             return
+        self.logic.recordRate(self.taskOptions, task)
         timings = output.prediction.timings_ms
-        self.statusLabel.text = f"Done in {sum(timings.values()) / 1000:.1f} s: {segmentationNode.GetName()}"
+        extra = f" and {len(probabilityNodes)} probability volumes" if probabilityNodes else ""
+        self.statusLabel.text = f"Done in {sum(timings.values()) / 1000:.1f} s: {segmentationNode.GetName()}{extra}"
         self.progressBar.value = 1000
         self.showClassification(output)
 
@@ -242,52 +346,82 @@ class NnunetRtWidget(ScriptedLoadableModuleWidget):
 
 
 class NnunetRtLogic(ScriptedLoadableModuleLogic):
-    """MRML side of a run: reads the volume, starts the worker, writes the segmentation."""
+    """MRML side of a run: reads the volumes, starts the worker, writes the results. The
+    Slicer-free parts (model cache, estimate, the run itself) are in NnunetRtLib."""
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
-        self.models = {}
+        self.cache = rtlogic.ModelCache()
+        # Seconds per network evaluation measured on the last run, per model options.
+        self.rates = {}
+        self.estimates = {}
 
-    def start(
-        self, volumeNode, modelFolder, *, folds=None, device="auto", network_precision="f32", threads=None, **options
-    ):
-        """Starts a background run on a copy of the volume; returns the SegmentationTask."""
-        if volumeNode.GetImageData() is None:
-            raise ValueError(f"{volumeNode.GetName()} has no image data")
-        # A copy: the worker must not read voxels the scene may change or free meanwhile.
-        volume = np.array(slicer.util.arrayFromVolume(volumeNode), copy=True)
-        matrix = vtk.vtkMatrix4x4()
-        volumeNode.GetIJKToRASMatrix(matrix)
-        ijkToRas = slicer.util.arrayFromVTKMatrix(matrix)
-        key = (modelFolder, tuple(folds or ()), device, network_precision, threads)
-        model = self.models.get(key)
-        if model is None:
-            nnunet_rt = rtlogic.import_nnunet_rt()
+    @staticmethod
+    def volumeArrays(volumeNodes):
+        """Copies of the volumes (k, j, i) and the first one's IJKToRAS; all must share a grid."""
+        arrays, matrices = [], []
+        for node in volumeNodes:
+            if node.GetImageData() is None:
+                raise ValueError(f"{node.GetName()} has no image data")
+            # A copy: the worker must not read voxels the scene may change or free meanwhile.
+            arrays.append(np.array(slicer.util.arrayFromVolume(node), copy=True))
+            matrix = vtk.vtkMatrix4x4()
+            node.GetIJKToRASMatrix(matrix)
+            matrices.append(slicer.util.arrayFromVTKMatrix(matrix))
+        for node, array, matrix in zip(volumeNodes[1:], arrays[1:], matrices[1:]):
+            if array.shape != arrays[0].shape or not np.allclose(matrix, matrices[0], atol=1e-6):
+                raise ValueError(f"{node.GetName()} is not on the grid of {volumeNodes[0].GetName()}")
+        return arrays, matrices[0]
 
-            def loadModel():  # runs on the worker thread
-                return nnunet_rt.Model(
-                    modelFolder, folds=folds, device=device, network_precision=network_precision, threads=threads
-                )
+    def describeModel(self, path):
+        """Channel names and a one-line summary of a model path: read from a folder's
+        dataset.json; a bundle is loaded (once, then cached) to ask the library."""
+        if rtlogic.model_kind(path) == "folder":
+            return rtlogic.describe_folder(path)
+        return rtlogic.describe_model(self.cache.load(rtlogic.ModelOptions(path=path)), path)
 
-            model = loadModel
-        task = rtlogic.SegmentationTask(model, volume, ijkToRas, **options)
-        task.cacheKey = key
+    def estimate(self, volumeNodes, options, **predictOptions):
+        arrays, ijkToRas = self.volumeArrays(volumeNodes)
+        model = self.cache.load(options)
+        estimate = rtlogic.estimate_for_model(
+            model,
+            arrays[0].shape,
+            ijkToRas,
+            channels=len(arrays),
+            tta=predictOptions.get("tta", True),
+            step_size=predictOptions.get("step_size", 0.5),
+            probabilities=predictOptions.get("probabilities", False),
+            seconds_per_evaluation=self.rates.get(options),
+        )
+        return estimate
+
+    def start(self, volumeNodes, options, **predictOptions):
+        """Starts a background run on copies of the volumes; returns the SegmentationTask."""
+        arrays, ijkToRas = self.volumeArrays(volumeNodes)
+        volume = arrays[0] if len(arrays) == 1 else arrays
+        task = rtlogic.SegmentationTask(self.cache.source(options), volume, ijkToRas, **predictOptions)
+        task.estimateInputs = (arrays[0].shape, ijkToRas, len(arrays), predictOptions)
         return task.start()
 
-    def keepModel(self, task):
+    def keepModel(self, options, task):
         """Caches the task's model for the next run, unless a panic made it unusable."""
-        nnunet_rt = rtlogic.import_nnunet_rt()
-        if isinstance(task.error, (nnunet_rt.Panic, nnunet_rt.Poisoned)):
-            model = self.models.pop(task.cacheKey, None) or task.model
-            if model is not None:
-                model.close()
-        elif task.model is not None:
-            self.models[task.cacheKey] = task.model
+        self.cache.keep(options, task)
+
+    def recordRate(self, options, task):
+        """Remembers the measured time per network evaluation, for the next estimate."""
+        if task.model is None or task.result is None:
+            return
+        shape, ijkToRas, channels, predictOptions = task.estimateInputs
+        estimate = rtlogic.estimate_for_model(
+            task.model, shape, ijkToRas, channels=channels, tta=predictOptions.get("tta", True),
+            step_size=predictOptions.get("step_size", 0.5),
+        )
+        rate = rtlogic.seconds_per_evaluation(task.result, estimate)
+        if rate is not None:
+            self.rates[options] = rate
 
     def close(self):
-        for model in self.models.values():
-            model.close()
-        self.models.clear()
+        self.cache.close()
 
     def createSegmentationNode(self, output, volumeNode):
         """A segmentation node with one segment per foreground label, on the input's grid."""
@@ -304,6 +438,22 @@ class NnunetRtLogic(ScriptedLoadableModuleLogic):
             mask = (output.labels == spec.value).astype(np.uint8)
             slicer.util.updateSegmentBinaryLabelmapFromArray(mask, segmentationNode, segmentId, volumeNode)
         return segmentationNode
+
+    def createProbabilityVolumes(self, output, volumeNode):
+        """One scalar volume (float32, 0..1) per foreground label when probabilities were asked for."""
+        if output.probabilities is None:
+            return []
+        nodes = []
+        matrix = vtk.vtkMatrix4x4()
+        volumeNode.GetIJKToRASMatrix(matrix)
+        for spec in output.segments:
+            name = slicer.mrmlScene.GenerateUniqueName(f"{volumeNode.GetName()} p({spec.name})")
+            node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+            slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(output.probabilities[spec.value]))
+            node.SetIJKToRASMatrix(matrix)
+            node.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
+            nodes.append(node)
+        return nodes
 
 
 class NnunetRtTest(ScriptedLoadableModuleTest):

@@ -204,3 +204,146 @@ def test_import_falls_back_to_the_source_checkout(monkeypatch):
     imported = rtlogic.import_nnunet_rt()
     assert Path(imported.__file__).resolve().parents[1] == python_dir
     assert str(python_dir) in sys.path
+
+
+# -- options, cache, channels, estimate ---------------------------------------------------------
+
+
+def test_parse_folds_and_model_kind(tmp_path):
+    assert rtlogic.parse_folds("") is None and rtlogic.parse_folds("  ") is None
+    assert rtlogic.parse_folds("0,1 2") == ["0", "1", "2"]
+    assert rtlogic.parse_folds("all") == ["all"]
+    bundle = tmp_path / "model.nnrt"
+    bundle.write_bytes(b"")
+    assert rtlogic.model_kind(MODELS / "multitask_ct") == "folder"
+    assert rtlogic.model_kind(bundle) == "bundle"
+    assert rtlogic.model_kind(tmp_path / "missing") is None and rtlogic.model_kind("") is None
+
+
+def test_channel_names_from_dataset_json(tmp_path):
+    assert rtlogic.channel_names(MODELS / "multitask_ct", 1) == ["CT"]
+    (tmp_path / "dataset.json").write_text('{"channel_names": {"0": "T2", "1": "ADC"}}')
+    assert rtlogic.channel_names(tmp_path, 3) == ["T2", "ADC", "channel 2"]
+    # A bundle (a file) or an unreadable folder: numbered names.
+    assert rtlogic.channel_names(tmp_path / "dataset.json", 2) == ["channel 0", "channel 1"]
+    info = rtlogic.describe_folder(MODELS / "multitask_ct")
+    assert info["channels"] == ["CT"]
+    assert "pancreas, lesion" in info["summary"] and "folds 0" in info["summary"], info
+    with pytest.raises(ValueError, match="dataset.json"):
+        rtlogic.describe_folder(tmp_path / "nowhere")
+
+
+def test_model_options_are_the_cache_key():
+    a = rtlogic.ModelOptions(path="m", folds=("0",), device="cpu")
+    assert a == rtlogic.ModelOptions(path="m", folds=("0",), device="cpu") and hash(a) == hash(
+        rtlogic.ModelOptions(path="m", folds=("0",), device="cpu"))
+    for other in [rtlogic.ModelOptions(path="m", folds=("1",), device="cpu"),
+                  rtlogic.ModelOptions(path="m", folds=("0",), device="auto"),
+                  rtlogic.ModelOptions(path="m", folds=("0",), device="cpu", postprocessing=False),
+                  rtlogic.ModelOptions(path="m", folds=("0",), device="cpu", previous_stage_model="low"),
+                  rtlogic.ModelOptions(path="n", folds=("0",), device="cpu")]:
+        assert other != a
+
+
+def test_model_stays_loaded_between_runs():
+    case = load_case("multitask_lesion")
+    ijk_to_ras = rtlogic.ijk_to_ras_from_itk_geometry(case.spacing, case.origin, case.direction)
+    cache = rtlogic.ModelCache()
+    options = rtlogic.ModelOptions(path=str(MODELS / "multitask_ct"), folds=("0",), device="cpu", postprocessing=False)
+    try:
+        first = rtlogic.SegmentationTask(cache.source(options), case.image, ijk_to_ras, tta=False).start()
+        assert first.wait(120) and first.error is None
+        cache.keep(options, first)
+        assert options in cache and cache.get(options) is first.model
+        assert first.model.folds == ["0"] and first.model.runtime_info["device"] == "cpu"
+        # The next run with the same options gets the loaded model itself, not a loader.
+        assert cache.source(options) is first.model
+        second = rtlogic.SegmentationTask(cache.source(options), case.image, ijk_to_ras, tta=False).start()
+        assert second.wait(120) and second.error is None and second.model is first.model
+        np.testing.assert_array_equal(second.result.labels, first.result.labels)
+        # Other options: another model.
+        other = rtlogic.ModelOptions(path=str(MODELS / "multitask_ct"), folds=("0",), device="cpu")
+        assert other not in cache and callable(cache.source(other)) and not hasattr(cache.source(other), "predict")
+    finally:
+        cache.close()
+    assert options not in cache and first.model.closed
+
+
+def test_probabilities_roi_focus_and_stage_progress(model):
+    case = load_case("multitask_lesion")
+    ijk_to_ras = rtlogic.ijk_to_ras_from_itk_geometry(case.spacing, case.origin, case.direction)
+    task = rtlogic.SegmentationTask(model, case.image, ijk_to_ras, tta=False, probabilities=True).start()
+    assert task.stage_progress == {"preprocess": 0.0, "network": 0.0, "export": 0.0} or not task.done
+    assert task.wait(120) and task.error is None
+    output = task.result
+    assert output.probabilities is not None and output.probabilities.shape == (len(model.labels),) + case.image.shape
+    np.testing.assert_allclose(output.probabilities.sum(axis=0), 1.0, atol=1e-4)
+    np.testing.assert_array_equal(output.probabilities.argmax(axis=0), output.labels)
+    assert task.stage_progress == {"preprocess": 1.0, "network": 1.0, "export": 1.0}
+    assert rtlogic.stage_text(task.stage_progress) == "Preprocess 100% \u00b7 Network 100% \u00b7 Export 100%"
+    assert rtlogic.stage_text({"network": 0.5}) == "Preprocess 0% \u00b7 Network 50% \u00b7 Export 0%"
+    # roi_focus reaches the library (same call as Model.predict with it).
+    focused = rtlogic.segment_volume(model, case.image, ijk_to_ras, tta=False, roi_focus=True)
+    direct = model.predict(case.image, case.spacing, case.origin, case.direction, tta=False, roi_focus=True)
+    np.testing.assert_array_equal(focused.labels, direct.labels)
+    assert focused.probabilities is None
+
+
+def test_multichannel_volumes_are_stacked():
+    calls = {}
+
+    class Recorder:
+        def predict(self, volume, spacing, origin, direction, **options):
+            calls["shape"] = np.asarray(volume).shape
+            calls["options"] = options
+
+            class P:
+                labels = np.zeros(np.asarray(volume).shape[1:], dtype=np.uint8)
+                label_names = ["background", "a"]
+                probabilities = None
+                class_probabilities = None
+                predicted_class = None
+                timings_ms = {"preprocess": 1.0, "network": 2.0, "export": 3.0}
+
+            return P
+
+    channels = [np.zeros((4, 5, 6), dtype=np.int16), np.ones((4, 5, 6), dtype=np.float32)]
+    output = rtlogic.segment_volume(Recorder(), channels, np.eye(4), step_size=0.7, roi_focus=True)
+    assert calls["shape"] == (2, 4, 5, 6)
+    assert calls["options"]["step_size"] == 0.7 and calls["options"]["roi_focus"] is True
+    assert calls["options"]["probabilities"] is False
+    assert output.labels.shape == (4, 5, 6) and [s.name for s in output.segments] == ["a"]
+
+
+def test_estimate_counts_tiles_like_nnunet():
+    # 96 x 96 x 40 voxels at 0.8 x 0.8 x 2.5 mm onto 0.75 x 0.75 x 2.0 mm: 102 x 102 x 50 voxels.
+    # Patch 48 x 32 x 16, step 0.5: x 4 positions (ceil(54/24)+1), y 6 (ceil(70/16)+1),
+    # z 6 (ceil(34/8)+1) = 144 tiles, the demo's count (demo/README.md); 2 folds x 8 mirrorings.
+    estimate = rtlogic.estimate_run((96, 96, 40), (0.8, 0.8, 2.5), (0.75, 0.75, 2.0), (48, 32, 16),
+                                    num_labels=3, num_folds=2)
+    assert estimate.model_shape == (102, 102, 50)
+    assert estimate.tiles == 4 * 6 * 6 == 144
+    assert estimate.evaluations == 144 * 2 * 8
+    assert estimate.seconds is None and "time known after the first run" in estimate.text()
+    no_tta = rtlogic.estimate_run((96, 96, 40), (0.8, 0.8, 2.5), (0.75, 0.75, 2.0), (48, 32, 16),
+                                  num_labels=3, num_folds=2, tta=False, seconds_per_evaluation=0.01)
+    assert no_tta.evaluations == 144 * 2 and no_tta.seconds == pytest.approx(2.88)
+    with_p = rtlogic.estimate_run((96, 96, 40), (0.8, 0.8, 2.5), (0.75, 0.75, 2.0), (48, 32, 16),
+                                  num_labels=3, num_folds=2, probabilities=True)
+    assert with_p.peak_bytes - estimate.peak_bytes == 3 * 96 * 96 * 40 * 4
+    # Smaller than one patch: one tile.
+    small = rtlogic.estimate_run((10, 10, 4), (1, 1, 1), (1, 1, 1), (48, 32, 16), num_labels=2, num_folds=1, tta=False)
+    assert small.tiles == 1 and small.evaluations == 1
+
+
+def test_estimate_for_a_loaded_model_and_measured_rate(model):
+    case = load_case("multitask_lesion")
+    ijk_to_ras = rtlogic.ijk_to_ras_from_itk_geometry(case.spacing, case.origin, case.direction)
+    estimate = rtlogic.estimate_for_model(model, case.image.shape, ijk_to_ras, tta=False)
+    assert estimate.tiles >= 1 and estimate.evaluations == estimate.tiles * len(model.folds)
+    output = rtlogic.segment_volume(model, case.image, ijk_to_ras, tta=False)
+    rate = rtlogic.seconds_per_evaluation(output, estimate)
+    assert rate > 0
+    again = rtlogic.estimate_for_model(model, case.image.shape, ijk_to_ras, tta=False, seconds_per_evaluation=rate)
+    assert again.seconds == pytest.approx(sum(output.prediction.timings_ms.values()) / 1000.0)
+    assert "~" in again.text() and "network evaluations" in again.text()
