@@ -1,5 +1,5 @@
 //! Project tasks: `cargo xtask ort [--gpu]`, `cargo xtask demo`, `cargo xtask test`,
-//! `cargo xtask dist [--out DIR]`, `cargo xtask notice`.
+//! `cargo xtask dist [--out DIR]`, `cargo xtask notice`, `cargo xtask slicer-extension`.
 //!
 //! Everything here does its own setup, so each command works on a fresh clone with only Rust,
 //! a C compiler and Python 3 + pip installed.
@@ -10,6 +10,7 @@ use std::process::{Command, ExitCode, Stdio};
 mod dist;
 mod fuzz;
 mod notice;
+mod slicer;
 
 /// The ONNX Runtime release the `ort` crate's `api-31` feature targets.
 const ORT_VERSION: &str = "1.31.1";
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         Some("fuzz-smoke") => fuzz::fuzz_smoke(),
         Some("dist") => dist::dist(&args[1..]),
         Some("notice") => notice::notice(&args[1..]),
+        Some("slicer-extension") => slicer::slicer_extension(&args[1..]),
         Some("bench") => bench(&args[1..]),
         _ => Err(usage()),
     };
@@ -61,7 +63,7 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> String {
-    "usage: cargo xtask <command>\n  ort [--gpu]   fetch ONNX Runtime (CPU, or the CUDA build) and its OpenVINO plugin from PyPI into .ort/\n  demo          predict the bundled demo volume with the bundled demo model\n  test [ARGS]   fetch ONNX Runtime + OpenVINO if needed and run every test: Rust, C under valgrind, Python (ARGS go to cargo test)\n  bench [ARGS]  nnunet-rt against nnU-Net side by side (ARGS go to tools/bench/bench.py, e.g. --case pancreas --runs 3)\n  dist [--out DIR] [--debug]\n                build a relocatable folder + .tar.gz (lib, include, CMake and pkg-config files, CLI) in target/dist\n  notice        regenerate THIRD_PARTY_NOTICES.md (the crates compiled into the library, ONNX Runtime, OpenVINO)".to_string()
+    "usage: cargo xtask <command>\n  ort [--gpu]   fetch ONNX Runtime (CPU, or the CUDA build) and its OpenVINO plugin from PyPI into .ort/\n  demo          predict the bundled demo volume with the bundled demo model\n  test [ARGS]   fetch ONNX Runtime + OpenVINO if needed and run every test: Rust, C under valgrind, Python (ARGS go to cargo test)\n  bench [ARGS]  nnunet-rt against nnU-Net side by side (ARGS go to tools/bench/bench.py, e.g. --case pancreas --runs 3)\n  dist [--out DIR] [--debug]\n                build a relocatable folder + .tar.gz (lib, include, CMake and pkg-config files, CLI) in target/dist\n  slicer-extension [--out DIR] [--debug] [--slicer X.Y]\n                build the 3D Slicer extension package (module, Python package, native libraries) in target/slicer\n  notice        regenerate THIRD_PARTY_NOTICES.md (the crates compiled into the library, ONNX Runtime, OpenVINO)".to_string()
 }
 
 fn root() -> PathBuf {
@@ -222,8 +224,16 @@ fn test(extra: &[String]) -> Result<(), String> {
         run(cargo(&["test", "--test", "c_abi"])
             .env("VALGRIND", "valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite"))?;
     }
+    // The 3D Slicer extension package (dev build of the library, to save a release build), which
+    // bindings/slicer/tests/test_package.py installs into a fake Slicer tree and runs.
+    let out = root.join("target/slicer-test");
+    let (_, package) = slicer::build(&["--debug".to_string(), "--out".to_string(), out.display().to_string()])?;
     // The Python binding and the 3D Slicer module's logic (numpy + pytest in target/py-venv).
-    run(Command::new("bash").current_dir(&root).env("NNUNET_RT_ORT_LIB", &lib).arg("bindings/python/run_tests.sh"))
+    run(Command::new("bash")
+        .current_dir(&root)
+        .env("NNUNET_RT_ORT_LIB", &lib)
+        .env("NNUNET_RT_SLICER_PACKAGE", &package)
+        .arg("bindings/python/run_tests.sh"))
 }
 
 /// Builds the release binary, creates the nnU-Net reference environment once (tools/
