@@ -189,3 +189,74 @@ def test_installed_package_segments_the_demo_without_environment(package, tmp_pa
     assert report["stages"] == {"preprocess": 1.0, "network": 1.0, "export": 1.0}, report["stages"]
     assert report["cached"] and report["channels"] == ["CT"], report
     assert report["evaluations"] > 0
+
+
+# A stand-in for Slicer's SlicerConfig.cmake: the variables and the macro the extension's
+# CMakeLists.txt uses, with the values of Slicer X.Y's install layout (CMake/SlicerDirectories.cmake).
+FAKE_SLICER_CONFIG = """
+set(Slicer_USE_FILE "${CMAKE_CURRENT_LIST_DIR}/empty.cmake")
+set(Slicer_EXTENSION_GENERATE_CONFIG "${CMAKE_CURRENT_LIST_DIR}/empty.cmake")
+set(Slicer_EXTENSION_CPACK "${CMAKE_CURRENT_LIST_DIR}/empty.cmake")
+set(Slicer_INSTALL_THIRDPARTY_LIB_DIR "lib/Slicer-@XY@")
+set(Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR "lib/Slicer-@XY@/qt-scripted-modules")
+function(slicerMacroBuildScriptedModule)
+  cmake_parse_arguments(M "WITH_GENERIC_TESTS" "NAME" "SCRIPTS;RESOURCES" ${ARGN})
+  foreach(f ${M_SCRIPTS} ${M_RESOURCES})
+    get_filename_component(d "${f}" DIRECTORY)
+    install(FILES "${CMAKE_CURRENT_SOURCE_DIR}/${f}" DESTINATION "${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}/${d}")
+  endforeach()
+endfunction()
+"""
+
+
+def test_extension_cmakelists_installs_the_prebuilt_package(package, tmp_path):
+    """bindings/slicer/CMakeLists.txt (what the Extensions Index builds) installs the same tree as
+    the package: from its archive's URL + SHA256, and from an unpacked folder."""
+    import hashlib
+    import shutil
+
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        assert os.environ.get("NNUNET_RT_ALLOW_SKIP") == "1", "cmake is not installed"
+        pytest.skip("cmake is not installed (NNUNET_RT_ALLOW_SKIP=1)")
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    with tarfile.open(package) as tar:
+        tar.extractall(unpacked, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    (top,) = list(unpacked.iterdir())
+    (slicer_lib,) = list((top / "lib").glob("Slicer-*"))
+    x_y = slicer_lib.name[len("Slicer-"):]
+    fake = tmp_path / "fake-slicer"
+    fake.mkdir()
+    (fake / "SlicerConfig.cmake").write_text(FAKE_SLICER_CONFIG.replace("@XY@", x_y))
+    (fake / "empty.cmake").write_text("")
+    sha256 = hashlib.sha256(package.read_bytes()).hexdigest()
+
+    def install(name, *options):
+        build, prefix = tmp_path / f"build-{name}", tmp_path / f"install-{name}"
+        for command in ([cmake, "-S", str(ROOT / "bindings" / "slicer"), "-B", str(build), f"-DSlicer_DIR={fake}", *options],
+                        [cmake, "--install", str(build), "--prefix", str(prefix)]):
+            done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}"
+        return sorted(str(p.relative_to(prefix)) for p in prefix.rglob("*") if p.is_file())
+
+    expected = sorted(str(p.relative_to(top)) for p in (top / "lib").rglob("*") if p.is_file())
+    assert install("url", f"-DNNUNET_RT_NATIVE_URL={package.resolve().as_uri()}",
+                   f"-DNNUNET_RT_NATIVE_SHA256={sha256}") == expected
+    assert install("dir", f"-DNNUNET_RT_NATIVE_DIR={slicer_lib}") == expected
+    # Without the native libraries the configuration stops and says how to get them.
+    done = subprocess.run([cmake, "-S", str(ROOT / "bindings" / "slicer"), "-B", str(tmp_path / "build-none"),
+                           f"-DSlicer_DIR={fake}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert done.returncode != 0 and "cargo xtask slicer-extension" in done.stdout, done.stdout
+
+
+def test_extensions_index_entry_follows_the_catalog_schema():
+    """NnunetRt.json has the keys of Slicer's catalog entry schema v1.0.2 and nothing else."""
+    entry = json.loads((ROOT / "bindings" / "slicer" / "NnunetRt.json").read_text())
+    allowed = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
+               "dicom_support_rule", "build_subdirectory", "enabled", "tier"}
+    assert set(entry) <= allowed and {"$schema", "category", "scm_url"} <= set(entry), entry
+    assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.2.json#")
+    assert entry["category"] == "Segmentation" and entry["scm_type"] in ("git", "local")
+    assert isinstance(entry["build_dependencies"], list) and isinstance(entry["enabled"], bool)
+    assert 1 <= entry["tier"] <= 5
