@@ -701,6 +701,7 @@ mod tests {
         v.iter().map(|&x| x as f32).collect()
     }
 
+    // Golden values from tools/make_unit_golden_values.py (which also checks this table).
     #[test]
     fn cubic_resize_matches_skimage_golden_values() {
         let expected: [f32; 30] = [
@@ -738,6 +739,7 @@ mod tests {
         assert_eq!(as_f32(&resize_2d(&IMAGE, [3, 4], [5, 6], 3)), expected);
     }
 
+    // Golden values from tools/make_unit_golden_values.py (which also checks this table).
     #[test]
     fn linear_resize_matches_skimage_golden_values() {
         let expected: [f32; 30] = [
@@ -868,6 +870,7 @@ mod tests {
         }
     }
 
+    // Golden values from tools/make_unit_golden_values.py (which also checks this table).
     #[test]
     fn nearest_z_tables_match_the_golden_values() {
         assert_eq!(nearest_z_indices(95, 119)[..14], [0, 1, 1, 2, 3, 4, 5, 5, 6, 7, 8, 9, 9, 10]);

@@ -37,6 +37,7 @@ fn unclamped_map(patch: [usize; 3]) -> Vec<f16> {
 mod tests {
     use super::*;
 
+    // Golden values from tools/make_unit_golden_values.py (which also checks this table).
     #[test]
     fn matches_the_golden_values_for_the_pancreas_patch() {
         let patch = [64, 128, 192];
