@@ -1,5 +1,6 @@
 //! `nnunet-rt`: predict with an nnU-Net v2 model folder, describe a model, evaluate predictions.
 
+mod bundle;
 mod evaluate;
 mod interrupt;
 mod predict;
@@ -21,6 +22,8 @@ enum Command {
     Info(predict::InfoArgs),
     /// Compare predicted label maps with reference label maps (Dice, NSD, HD95, MSD, subtype metrics).
     Evaluate(evaluate::EvaluateArgs),
+    /// Write a model folder as one bundle file (.nnrt), which -m accepts and hosts load from memory.
+    Bundle(bundle::BundleArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -32,6 +35,7 @@ fn main() -> std::process::ExitCode {
             .and_then(|handler| predict::run(args, interrupt.insert(handler))),
         Command::Info(args) => predict::info(args),
         Command::Evaluate(args) => evaluate::run(args),
+        Command::Bundle(args) => bundle::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
