@@ -568,6 +568,13 @@ nnrt_status nnrt_predict_options_set_precision(struct nnrt_predict_options *opti
                                                uint32_t precision);
 
 /**
+ * Selects the logit accumulation precision by name: `half` (nnU-Net's, default) or `single`.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`.
+ */
+nnrt_status nnrt_predict_options_set_precision_name(struct nnrt_predict_options *options,
+                                                    const char *name);
+
+/**
  * Refuse, before any work and with `NNRT_OUT_OF_MEMORY`, a prediction whose estimated peak
  * memory exceeds `bytes`; 0 removes the limit (default).
  * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.
@@ -757,6 +764,18 @@ nnrt_status nnrt_estimate_peak_bytes(const struct nnrt_model *model,
                                      const struct nnrt_volume *volume,
                                      const struct nnrt_predict_options *options,
                                      uint64_t *out);
+
+/**
+ * Writes the model folder `model_dir` as one bundle file `out_path` (what `nnunet-rt bundle`
+ * writes): plans, dataset, the folds `options` selects (NULL: every exported fold) with their
+ * ONNX models, the postprocessing when the folder has one, and a cascade stage's previous stage.
+ * The file appears complete or not at all.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`, `NNRT_IO`,
+ * `NNRT_INVALID_MODEL`, `NNRT_UNSUPPORTED_MODEL`.
+ */
+nnrt_status nnrt_bundle_write(const char *model_dir,
+                              const struct nnrt_options *options,
+                              const char *out_path);
 
 /**
  * Frees a result. NULL is a no-op. Freeing twice is undefined behaviour; pointers borrowed from

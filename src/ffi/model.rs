@@ -425,3 +425,27 @@ fn estimate(model: &Model, v: &nnrt_volume, options: &PredictOptions) -> crate::
     options.validate()?;
     Ok(model.estimate_peak_bytes_for(v.dims, v.spacing, options))
 }
+
+/// Writes the model folder `model_dir` as one bundle file `out_path` (what `nnunet-rt bundle`
+/// writes): plans, dataset, the folds `options` selects (NULL: every exported fold) with their
+/// ONNX models, the postprocessing when the folder has one, and a cascade stage's previous stage.
+/// The file appears complete or not at all.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`, `NNRT_IO`,
+/// `NNRT_INVALID_MODEL`, `NNRT_UNSUPPORTED_MODEL`.
+#[no_mangle]
+pub extern "C" fn nnrt_bundle_write(
+    model_dir: *const c_char,
+    options: *const nnrt_options,
+    out_path: *const c_char,
+) -> nnrt_status {
+    call(|| {
+        check_not_null!(model_dir, out_path);
+        // SAFETY: non-NULL NUL-terminated strings per the contract.
+        let (dir, out) = unsafe { (str_arg(model_dir, "model_dir")?, str_arg(out_path, "out_path")?) };
+        let defaults = LoadOptions::default();
+        // SAFETY: NULL or a live `nnrt_options` per the contract.
+        let options = unsafe { load_options(options, &defaults) };
+        Model::write_bundle(dir.as_ref(), options, out.as_ref())?;
+        Ok(())
+    })
+}

@@ -404,6 +404,16 @@ pub extern "C" fn nnrt_predict_options_set_precision(
     })
 }
 
+/// Selects the logit accumulation precision by name: `half` (nnU-Net's, default) or `single`.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn nnrt_predict_options_set_precision_name(
+    options: *mut nnrt_predict_options,
+    name: *const c_char,
+) -> nnrt_status {
+    set_named(options, name, |o: &mut nnrt_predict_options, precision| o.inner.precision = precision)
+}
+
 /// Refuse, before any work and with `NNRT_OUT_OF_MEMORY`, a prediction whose estimated peak
 /// memory exceeds `bytes`; 0 removes the limit (default).
 /// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`.

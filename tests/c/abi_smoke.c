@@ -716,8 +716,11 @@ static int16_t ct_flipped[NVOX];
 
 /* Bundles from memory, cancel, estimates, strides, copies into the caller's buffer, names,
  * process information and logging. */
-static void abi_1_0(nnrt_model *head, const char *bundle_path, const nnrt_volume *volume, nnrt_predict_options *options) {
-  FILE *file = fopen(bundle_path, "rb");
+static void abi_1_0(nnrt_model *head, const char *head_dir, const char *bundle_path, const nnrt_volume *volume,
+                    nnrt_predict_options *options) {
+  FILE *file = NULL;
+  nnrt_options *fold_0 = NULL;
+  const char *fold = "0";
   unsigned char *bytes = NULL;
   long size = 0;
   nnrt_model *bundled = SENTINEL, *refused = SENTINEL;
@@ -733,6 +736,15 @@ static void abi_1_0(nnrt_model *head, const char *bundle_path, const nnrt_volume
   int64_t flip_strides[3] = {4, -4 * NX, 4 * NX * NY};
   size_t differing = 0;
 
+  /* The head model's fold 0 as one bundle file, read back into memory. */
+  EXPECT_STATUS(nnrt_options_new(&fold_0), NNRT_OK);
+  EXPECT_STATUS(nnrt_options_set_folds(fold_0, &fold, 1), NNRT_OK);
+  EXPECT_STATUS(nnrt_bundle_write(head_dir, fold_0, bundle_path), NNRT_OK);
+  EXPECT_STATUS(nnrt_bundle_write(NULL, fold_0, bundle_path), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_bundle_write(head_dir, fold_0, NULL), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_bundle_write("/nonexistent/model", NULL, bundle_path), NNRT_IO);
+  nnrt_options_free(fold_0);
+  file = fopen(bundle_path, "rb");
   EXPECT(file != NULL);
   if (file == NULL) return;
   fseek(file, 0, SEEK_END);
@@ -877,7 +889,7 @@ int main(int argc, char **argv) {
       bad_volumes(head, &volume, options);
       cancellation(head, &volume, options);
       memory_limit(head, &volume, options);
-      abi_1_0(head, argv[5], &volume, options);
+      abi_1_0(head, argv[2], argv[5], &volume, options);
       full_prediction(head, plain, &volume, options); /* frees head */
       nnrt_predict_options_free(options);
     } else {

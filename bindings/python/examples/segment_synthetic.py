@@ -2,6 +2,7 @@
 
     python bindings/python/examples/segment_synthetic.py                    # fixture multi-task model
     python bindings/python/examples/segment_synthetic.py MODEL_DIR --no-tta
+    python bindings/python/examples/segment_synthetic.py model.nnrt          # a bundle, from memory
 """
 
 import argparse
@@ -34,7 +35,8 @@ def synthetic_ct(shape=(12, 46, 50)):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", nargs="?", default=str(DEFAULT_MODEL), help="nnU-Net model folder")
+    parser.add_argument("model", nargs="?", default=str(DEFAULT_MODEL),
+                        help="nnU-Net model folder, or a .nnrt bundle (nnunet-rt bundle)")
     parser.add_argument("--no-tta", action="store_true", help="disable mirroring (faster)")
     args = parser.parse_args(argv)
 
@@ -46,7 +48,12 @@ def main(argv=None):
         print(f"\r{stage:>10} {fraction:6.1%}", end="", flush=True)
         return True                              # False would cancel (raises nnunet_rt.Cancelled)
 
-    with nnunet_rt.Model(args.model) as model:
+    if args.model.endswith(".nnrt"):
+        # As a host that decrypts its models would: the bytes are loaded without touching the disk.
+        opened = nnunet_rt.Model.from_bundle_bytes(Path(args.model).read_bytes())
+    else:
+        opened = nnunet_rt.Model(args.model)
+    with opened as model:
         print(f"{nnunet_rt.library_version()}\nmodel: labels {model.labels}, classes {model.classes}, "
               f"folds {model.folds}, spacing {model.spacing}, patch {model.patch_size}")
         prediction = model.predict(volume, spacing, origin, tta=not args.no_tta, progress=progress)

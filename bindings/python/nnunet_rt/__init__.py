@@ -27,7 +27,7 @@ from .errors import (
     ShapeMismatch,
     UnsupportedModel,
 )
-from .model import Model, Prediction, as_volume_array
+from .model import Model, Prediction, as_volume_array, runtime_info, set_log_handler, write_bundle
 
 __version__ = "0.1.0"
 
@@ -47,6 +47,9 @@ __all__ = [
     "Library",
     "LibraryError",
     "Model",
+    "runtime_info",
+    "set_log_handler",
+    "write_bundle",
     "NnunetRtError",
     "NullArgument",
     "OutOfMemory",

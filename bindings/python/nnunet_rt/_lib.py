@@ -22,8 +22,10 @@ from ctypes import (
     c_char_p,
     c_double,
     c_int32,
+    c_int64,
     c_size_t,
     c_uint32,
+    c_uint64,
     c_void_p,
 )
 from pathlib import Path
@@ -31,7 +33,7 @@ from pathlib import Path
 from .errors import LibraryError
 
 #: The C ABI version this package was written against (``NNRT_ABI_VERSION`` in nnunet_rt.h).
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 ENV_LIBRARY = "NNUNET_RT_LIB"
 
@@ -89,6 +91,7 @@ class nnrt_volume(Structure):
     """``struct nnrt_volume``: a borrowed, described voxel buffer (x fastest)."""
 
     _fields_ = [
+        ("struct_size", c_size_t),
         ("data", c_void_p),
         ("dtype", c_uint32),
         ("dims", c_size_t * 3),
@@ -96,7 +99,22 @@ class nnrt_volume(Structure):
         ("spacing", c_double * 3),
         ("origin", c_double * 3),
         ("direction", c_double * 9),
+        ("byte_strides", c_int64 * 4),
     ]
+
+    def __init__(self):
+        super().__init__()
+        self.struct_size = ctypes.sizeof(nnrt_volume)
+
+
+# Log levels (nnrt_set_log_callback).
+NNRT_LOG_VERBOSE = 0
+NNRT_LOG_INFO = 1
+NNRT_LOG_WARNING = 2
+NNRT_LOG_ERROR = 3
+
+#: ``nnrt_log_fn``: void (*)(uint32_t level, const char *message, void *user_data).
+LOG_FN = CFUNCTYPE(None, c_uint32, c_char_p, c_void_p)
 
 
 #: ``nnrt_progress_fn``: int32_t (*)(uint32_t stage, double fraction, void *user_data).
@@ -109,6 +127,16 @@ _out_handle = POINTER(c_void_p)
 # name: (restype, argtypes)
 _PROTOTYPES = {
     "nnrt_model_load": (_status, [c_char_p, _handle, _out_handle]),
+    "nnrt_model_load_from_memory": (_status, [c_void_p, c_size_t, _handle, _out_handle]),
+    "nnrt_bundle_write": (_status, [c_char_p, _handle, c_char_p]),
+    "nnrt_cancel": (_status, [_handle]),
+    "nnrt_estimate_peak_bytes": (_status, [_handle, POINTER(nnrt_volume), _handle, POINTER(c_uint64)]),
+    "nnrt_model_channel_name": (_status, [_handle, c_size_t, POINTER(c_char_p)]),
+    "nnrt_result_label_name": (_status, [_handle, c_size_t, POINTER(c_char_p)]),
+    "nnrt_runtime_info": (_status, [POINTER(c_char_p)]),
+    "nnrt_set_log_callback": (_status, [LOG_FN, c_void_p, c_uint32]),
+    "nnrt_predict_options_set_precision_name": (_status, [_handle, c_char_p]),
+    "nnrt_predict_options_set_memory_limit": (_status, [_handle, c_uint64]),
     "nnrt_model_free": (None, [_handle]),
     "nnrt_model_num_channels": (_status, [_handle, POINTER(c_size_t)]),
     "nnrt_model_num_labels": (_status, [_handle, POINTER(c_size_t)]),

@@ -7,7 +7,7 @@ import json
 import os
 import threading
 from contextlib import contextmanager
-from ctypes import byref, c_char_p, c_double, c_size_t, c_uint32, c_void_p
+from ctypes import byref, c_char_p, c_double, c_size_t, c_uint32, c_uint64, c_void_p
 from typing import Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
@@ -137,12 +137,16 @@ class _Handle:
             if release:
                 self._release()
 
-    def close(self) -> None:
+    def close(self, cancel: Optional[Callable[[c_void_p], int]] = None) -> None:
+        """Closes the handle; with users (a call running on another thread), `cancel` is asked to
+        stop them and the last one frees the pointer."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             release = self._users == 0
+            if not release and cancel is not None:
+                cancel(self._pointer)
         if release:
             self._release()
 
@@ -210,7 +214,9 @@ class Prediction:
 
 
 class Model:
-    """A loaded nnU-Net v2 model folder (plans.json, dataset.json, fold_N/model.onnx).
+    """A loaded nnU-Net v2 model folder (plans.json, dataset.json, fold_N/model.onnx), or a model
+    bundle file (``.nnrt``, written by ``nnunet-rt bundle`` or :func:`nnunet_rt.write_bundle`);
+    :meth:`from_bundle_bytes` loads a bundle held in memory.
 
     ``folds`` selects folds by name (``["0", "1"]``, ``["all"]``; ints are accepted) in the
     order their logits are averaged; None uses every exported fold. ``device`` is ``"auto"``
@@ -229,8 +235,9 @@ class Model:
     :func:`nnunet_rt.load_library`).
 
     A model may be used from several threads; predictions on one model run one at a time (load
-    one model per thread for parallel runs). Close it with :meth:`close` or a ``with`` block;
-    any use after that raises :class:`~nnunet_rt.InvalidArgument`.
+    one model per thread for parallel runs); :meth:`cancel` stops them from any thread. Close it
+    with :meth:`close` or a ``with`` block; any use after that raises
+    :class:`~nnunet_rt.InvalidArgument`.
     """
 
     def __init__(
@@ -250,9 +257,52 @@ class Model:
         library: Optional[PathLike] = None,
     ):
         self._handle = None
+        self.path = os.fspath(path)
+        path_bytes = os.fsencode(self.path)
+        self._open(
+            lambda lib, options, pointer: lib.nnrt_model_load(path_bytes, options, byref(pointer)),
+            folds, device, network_precision, threads, tf32, ort_library, openvino_library, openvino_cache_dir,
+            postprocessing, previous_stage_model, library,
+        )
+
+    @classmethod
+    def from_bundle_bytes(
+        cls,
+        data: bytes,
+        *,
+        folds: Optional[Sequence[Union[str, int]]] = None,
+        device: str = "auto",
+        network_precision: str = "f32",
+        threads: Optional[int] = None,
+        tf32: bool = False,
+        ort_library: Optional[PathLike] = None,
+        openvino_library: Optional[PathLike] = None,
+        openvino_cache_dir: Optional[PathLike] = None,
+        postprocessing: Union[None, bool, PathLike] = None,
+        library: Optional[PathLike] = None,
+    ) -> "Model":
+        """Loads a model bundle from memory (e.g. decrypted by the application), never touching
+        the disk; ``data`` is any bytes-like object and is not kept. The options are the
+        constructor's (a bundle carries its own previous stage)."""
+        model = cls.__new__(cls)
+        model._handle = None
+        model.path = "<bundle in memory>"
+        view = memoryview(data).cast("B")
+        # One copy into C memory: ctypes cannot pass a read-only buffer (bytes) by address.
+        buffer = (ctypes.c_ubyte * len(view)).from_buffer_copy(view)
+        model._open(
+            lambda lib, options, pointer: lib.nnrt_model_load_from_memory(buffer, len(view), options, byref(pointer)),
+            folds, device, network_precision, threads, tf32, ort_library, openvino_library, openvino_cache_dir,
+            postprocessing, None, library,
+        )
+        return model
+
+    def _open(
+        self, load, folds, device, network_precision, threads, tf32, ort_library, openvino_library, openvino_cache_dir,
+        postprocessing, previous_stage_model, library,
+    ) -> None:
         lib = load_library(library)
         self._lib = lib
-        self.path = os.fspath(path)
         options = c_void_p()
         _raise_for(lib, lib.nnrt_options_new(byref(options)))
         try:
@@ -268,7 +318,7 @@ class Model:
                 path_bytes = os.fsencode(os.fspath(postprocessing))
                 _raise_for(lib, lib.nnrt_options_set_postprocessing_file(options, path_bytes))
             pointer = c_void_p()
-            status = lib.nnrt_model_load(os.fsencode(self.path), options, byref(pointer))
+            status = load(lib, options, pointer)
             if status != _lib.NNRT_OK:
                 raise _error(lib, status)
         finally:
@@ -322,7 +372,8 @@ class Model:
                 out.append(text.value.decode("utf-8", "replace"))
             return out
 
-        self._num_channels = size(lib.nnrt_model_num_channels)
+        self._channels = names(lib.nnrt_model_num_channels, lib.nnrt_model_channel_name)
+        self._num_channels = len(self._channels)
         self._labels = names(lib.nnrt_model_num_labels, lib.nnrt_model_label_name)
         self._classes = names(lib.nnrt_model_num_classes, lib.nnrt_model_class_name)
         self._folds = names(lib.nnrt_model_num_folds, lib.nnrt_model_fold_name)
@@ -339,10 +390,18 @@ class Model:
     # -- lifetime -----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Frees the model. Idempotent. A prediction running on another thread finishes first."""
+        """Frees the model. Idempotent. A prediction running on another thread is cancelled
+        (it raises :class:`~nnunet_rt.Cancelled`) and the model is freed when it has returned."""
         handle = getattr(self, "_handle", None)
         if handle is not None:
-            handle.close()
+            handle.close(cancel=self._lib.nnrt_cancel)
+
+    def cancel(self) -> None:
+        """Cancels the predictions running on this model now, from any thread: each raises
+        :class:`~nnunet_rt.Cancelled` promptly (the network pass in progress is interrupted).
+        Predictions started afterwards run normally."""
+        with self._handle_in_use() as model:
+            _raise_for(self._lib, self._lib.nnrt_cancel(model))
 
     @property
     def closed(self) -> bool:
@@ -381,6 +440,12 @@ class Model:
         """Number of input channels (modalities) the model expects."""
         self._check_open()
         return self._num_channels
+
+    @property
+    def channel_names(self) -> list:
+        """Input channel names (dataset.json ``channel_names``), in the order channels are read."""
+        self._check_open()
+        return list(self._channels)
 
     @property
     def labels(self) -> list:
@@ -433,6 +498,8 @@ class Model:
         probabilities: bool = False,
         classification_policy: str = "lesion-voxels",
         roi_focus: bool = False,
+        precision: str = "half",
+        memory_limit: Optional[int] = None,
         progress: Optional[ProgressCallback] = None,
     ) -> Prediction:
         """Segments one volume.
@@ -449,27 +516,20 @@ class Model:
         ``classification_policy`` is ``"lesion-voxels"`` (tiles weighted by the lesion voxels
         they label), ``"lesion-weighted"`` (by soft lesion volume) or ``"mean"``; ``roi_focus`` (opt-in,
         not nnU-Net's algorithm) runs a cheap first pass and the full pass only near its
-        foreground.
+        foreground. ``precision`` is the logit accumulation: ``"half"`` (nnU-Net's float16, the
+        same answer) or ``"single"``. ``memory_limit`` (bytes) refuses, before any work and with
+        :class:`~nnunet_rt.OutOfMemory`, a prediction whose :meth:`estimate_peak_bytes` exceeds it.
 
         ``progress(stage, fraction)`` is called on this thread at stage boundaries and after
-        every tile; returning False cancels (:class:`~nnunet_rt.Cancelled` is raised within one
-        tile). An exception raised by the callback cancels the run and is re-raised here.
+        every network pass; returning False cancels (:class:`~nnunet_rt.Cancelled` is raised
+        before the next pass starts). An exception raised by the callback cancels the run and
+        is re-raised here.
         """
         self._check_open()
         lib = self._lib
         volume_array = as_volume_array(array)
-        if volume_array.ndim == 3:
-            channels, (z, y, x) = 1, volume_array.shape
-        else:
-            channels, z, y, x = volume_array.shape
-        volume = _lib.nnrt_volume()
+        volume = _describe(volume_array, spacing, origin, direction)
         volume.data = volume_array.ctypes.data
-        volume.dtype = DTYPE_CODES[volume_array.dtype]
-        volume.dims[:] = (x, y, z)
-        volume.channels = channels
-        volume.spacing[:] = _vector(spacing, 3, "spacing")
-        volume.origin[:] = _vector(origin, 3, "origin")
-        volume.direction[:] = _vector(direction, 9, "direction")
         policy = _name(classification_policy, "classification policy")
         if progress is not None and not callable(progress):
             raise _invalid("progress must be callable or None")
@@ -498,6 +558,11 @@ class Model:
             _raise_for(lib, lib.nnrt_predict_options_set_probabilities(options, 1 if probabilities else 0))
             _raise_for(lib, lib.nnrt_predict_options_set_classification_policy_name(options, policy))
             _raise_for(lib, lib.nnrt_predict_options_set_roi_focus(options, 1 if roi_focus else 0))
+            _raise_for(lib, lib.nnrt_predict_options_set_precision_name(options, _name(precision, "precision")))
+            if memory_limit is not None:
+                if int(memory_limit) <= 0:
+                    raise _invalid(f"memory_limit must be a positive number of bytes; got {memory_limit}")
+                _raise_for(lib, lib.nnrt_predict_options_set_memory_limit(options, int(memory_limit)))
             if callback is not None:
                 _raise_for(lib, lib.nnrt_predict_options_set_progress(options, callback, None))
             with self._handle_in_use() as model:
@@ -515,6 +580,36 @@ class Model:
             return self._prediction(result)
         finally:
             lib.nnrt_result_free(result)
+
+    def estimate_peak_bytes(
+        self,
+        shape: Sequence[int],
+        spacing: Sequence[float],
+        *,
+        precision: str = "half",
+        probabilities: bool = False,
+    ) -> int:
+        """Estimated peak memory (bytes) of predicting a volume of ``shape`` ((z, y, x) or
+        (channels, z, y, x), as the array :meth:`predict` takes) at ``spacing`` (x, y, z, mm):
+        what ``memory_limit`` compares with. The volume itself and ONNX Runtime's fixed working
+        set come on top."""
+        self._check_open()
+        lib = self._lib
+        shape = tuple(int(s) for s in shape)
+        if len(shape) not in (3, 4):
+            raise _invalid(f"shape must be (z, y, x) or (channels, z, y, x); got {shape}")
+        volume = _describe_shape(shape, spacing, (0.0, 0.0, 0.0), _IDENTITY)
+        options = c_void_p()
+        _raise_for(lib, lib.nnrt_predict_options_new(byref(options)))
+        try:
+            _raise_for(lib, lib.nnrt_predict_options_set_precision_name(options, _name(precision, "precision")))
+            _raise_for(lib, lib.nnrt_predict_options_set_probabilities(options, 1 if probabilities else 0))
+            bytes_out = c_uint64()
+            with self._handle_in_use() as model:
+                _raise_for(lib, lib.nnrt_estimate_peak_bytes(model, byref(volume), options, byref(bytes_out)))
+        finally:
+            lib.nnrt_predict_options_free(options)
+        return bytes_out.value
 
     @contextmanager
     def _handle_in_use(self):
@@ -559,6 +654,12 @@ class Model:
                 _raise_for(lib, lib.nnrt_result_class_name(result, i, byref(name)))
                 class_names.append(name.value.decode("utf-8", "replace"))
 
+        label_names = []
+        for i in range(len(self._labels)):
+            name = c_char_p()
+            _raise_for(lib, lib.nnrt_result_label_name(result, i, byref(name)))
+            label_names.append(name.value.decode("utf-8", "replace"))
+
         timings = (c_double * 3)()
         _raise_for(lib, lib.nnrt_result_timings_ms(result, timings))
         return Prediction(
@@ -567,9 +668,91 @@ class Model:
             class_probabilities=class_probabilities,
             predicted_class=predicted,
             class_names=class_names,
-            label_names=list(self._labels),
+            label_names=label_names,
             timings_ms={"preprocess": timings[0], "network": timings[1], "export": timings[2]},
         )
+
+
+def _describe_shape(shape: tuple, spacing, origin, direction) -> "_lib.nnrt_volume":
+    """An ``nnrt_volume`` for an array of ``shape`` ((z, y, x) or (channels, z, y, x)), no data."""
+    if len(shape) == 3:
+        channels, (z, y, x) = 1, shape
+    else:
+        channels, z, y, x = shape
+    volume = _lib.nnrt_volume()
+    volume.dims[:] = (x, y, z)
+    volume.channels = channels
+    volume.spacing[:] = _vector(spacing, 3, "spacing")
+    volume.origin[:] = _vector(origin, 3, "origin")
+    volume.direction[:] = _vector(direction, 9, "direction")
+    return volume
+
+
+def _describe(array: np.ndarray, spacing, origin, direction) -> "_lib.nnrt_volume":
+    """The ``nnrt_volume`` of a C-contiguous volume array (its data pointer set by the caller)."""
+    volume = _describe_shape(array.shape, spacing, origin, direction)
+    volume.dtype = DTYPE_CODES[array.dtype]
+    return volume
+
+
+def write_bundle(model_dir: PathLike, output: PathLike, *, folds=None, previous_stage_model=None, library=None) -> None:
+    """Writes the model folder ``model_dir`` as one bundle file ``output`` (``.nnrt``), which
+    :class:`Model` and :meth:`Model.from_bundle_bytes` load: plans, dataset, the folds (``None``:
+    every exported one) with their ONNX models, the postprocessing, and a cascade's previous stage."""
+    lib = load_library(library)
+    options = c_void_p()
+    _raise_for(lib, lib.nnrt_options_new(byref(options)))
+    try:
+        if folds is not None:
+            names = [str(f).encode("utf-8") for f in ([folds] if isinstance(folds, (str, int)) else folds)]
+            array = (c_char_p * len(names))(*names)
+            _raise_for(lib, lib.nnrt_options_set_folds(options, array, len(names)))
+        if previous_stage_model is not None:
+            path = os.fsencode(os.fspath(previous_stage_model))
+            _raise_for(lib, lib.nnrt_options_set_previous_stage_model(options, path))
+        status = lib.nnrt_bundle_write(os.fsencode(os.fspath(model_dir)), options, os.fsencode(os.fspath(output)))
+        _raise_for(lib, status)
+    finally:
+        lib.nnrt_options_free(options)
+
+
+def runtime_info(library: Optional[PathLike] = None) -> dict:
+    """What this process has: library and ABI versions, compiled features, the CPU's vector
+    features, ONNX Runtime's version and path (or why none loads), the execution providers with
+    a device, and the OpenVINO plugin when registered."""
+    lib = load_library(library)
+    text = c_char_p()
+    _raise_for(lib, lib.nnrt_runtime_info(byref(text)))
+    return json.loads(text.value.decode("utf-8"))
+
+
+_LOG_LEVELS = {"verbose": _lib.NNRT_LOG_VERBOSE, "info": _lib.NNRT_LOG_INFO, "warning": _lib.NNRT_LOG_WARNING,
+               "error": _lib.NNRT_LOG_ERROR}
+_log_callback = None  # keeps the installed C callback alive
+
+
+def set_log_handler(handler: Optional[Callable[[str, str], None]], level: str = "info", library=None) -> None:
+    """Sends the library's and ONNX Runtime's messages at ``level`` (``verbose``, ``info``,
+    ``warning``, ``error``) or above to ``handler(level_name, message)``, e.g. a ``logging``
+    logger's method; ``None`` restores the default (errors only, on stderr). The handler may be
+    called from any thread, ONNX Runtime's included; exceptions it raises are ignored."""
+    global _log_callback
+    lib = load_library(library)
+    if level not in _LOG_LEVELS:
+        raise _invalid(f"log level {level!r} is not one of {sorted(_LOG_LEVELS)}")
+    names = {code: name for name, code in _LOG_LEVELS.items()}
+    if handler is None:
+        callback = _lib.LOG_FN()
+    else:
+        def forward(code: int, message: bytes, _user_data) -> None:
+            try:
+                handler(names.get(code, "error"), message.decode("utf-8", "replace"))
+            except BaseException:  # nothing may propagate into C
+                pass
+
+        callback = _lib.LOG_FN(forward)
+    _raise_for(lib, lib.nnrt_set_log_callback(callback, None, _LOG_LEVELS[level]))
+    _log_callback = callback if handler is not None else None
 
 
 def _name(value, what: str) -> bytes:

@@ -356,14 +356,14 @@ def test_context_manager_closes():
     assert model.closed
 
 
-def test_close_during_prediction_defers_the_free(lesion_case):
+def test_close_during_prediction_cancels_it_and_frees_afterwards(lesion_case):
     model = nnunet_rt.Model(MODELS / "multitask_ct", folds=["0"])
 
     def progress(stage, fraction):
-        model.close()  # the running prediction keeps the model alive until it returns
+        model.close()  # cancels the running prediction, which keeps the model alive until it returns
 
-    prediction = _predict(model, lesion_case, progress=progress)
-    assert prediction.labels.shape == lesion_case.image.shape
+    with pytest.raises(nnunet_rt.Cancelled):
+        _predict(model, lesion_case, progress=progress)
     assert model.closed
     with pytest.raises(nnunet_rt.InvalidArgument):
         _predict(model, lesion_case)
@@ -421,7 +421,7 @@ def test_abi_mismatch_is_refused(monkeypatch):
     path = nnunet_rt.load_library().path
     monkeypatch.setattr(_lib, "_loaded", {})
     monkeypatch.setattr(_lib, "ABI_VERSION", 999)
-    with pytest.raises(nnunet_rt.LibraryError, match="ABI version 1.*999"):
+    with pytest.raises(nnunet_rt.LibraryError, match="ABI version 2.*999"):
         nnunet_rt.load_library(path)
 
 
@@ -437,3 +437,93 @@ def test_nothing_found_lists_every_place(monkeypatch, tmp_path):
 def test_source_checkout_builds_are_candidates():
     names = [str(p) for p in _lib.candidates()]
     assert any("target/debug" in n for n in names) and any("target/release" in n for n in names)
+
+
+def test_bundle_predicts_like_its_folder(tmp_path, fast_labels, lesion_case):
+    bundle = tmp_path / "multitask.nnrt"
+    nnunet_rt.write_bundle(MODELS / "multitask_ct", bundle, folds=["0"])
+    with nnunet_rt.Model(bundle) as from_file:
+        assert np.array_equal(_predict(from_file, lesion_case).labels, fast_labels)
+    data = bundle.read_bytes()
+    with nnunet_rt.Model.from_bundle_bytes(data) as from_memory:
+        assert from_memory.folds == ["0"]
+        assert np.array_equal(_predict(from_memory, lesion_case).labels, fast_labels)
+    with pytest.raises(nnunet_rt.InvalidModel, match="bundle"):
+        nnunet_rt.Model.from_bundle_bytes(data[:-1])
+    with pytest.raises(nnunet_rt.InvalidModel):
+        nnunet_rt.Model.from_bundle_bytes(b"")
+    with pytest.raises(nnunet_rt.Io):
+        nnunet_rt.write_bundle(tmp_path / "missing", tmp_path / "x.nnrt")
+    assert not (tmp_path / "x.nnrt").exists()
+
+
+def test_cancel_from_another_thread_interrupts_the_running_pass(lesion_case):
+    model = nnunet_rt.Model(MODELS / "multitask_ct", folds=["0"])
+    in_network = threading.Event()
+    cancel_sent = threading.Event()
+    outcome = []
+
+    def progress(stage, fraction):
+        if stage == "network" and not in_network.is_set():
+            in_network.set()
+            cancel_sent.wait(60)  # the next pass starts after the cancel: it must be interrupted
+        return True
+
+    def run():
+        try:
+            _predict(model, lesion_case, tta=True, progress=progress)
+            outcome.append("finished")
+        except nnunet_rt.Cancelled as exc:
+            outcome.append(str(exc))
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    assert in_network.wait(60)
+    model.cancel()
+    cancel_sent.set()
+    worker.join(60)
+    assert outcome and "cancel" in outcome[0], outcome
+    # The model still predicts afterwards.
+    assert _predict(model, lesion_case).labels.shape == lesion_case.image.shape
+    model.close()
+
+
+def test_estimate_and_memory_limit_at_the_boundary(fast_model, lesion_case):
+    estimate = fast_model.estimate_peak_bytes(lesion_case.image.shape, lesion_case.spacing)
+    assert estimate > lesion_case.image.size
+    assert _predict(fast_model, lesion_case, memory_limit=estimate).labels.shape == lesion_case.image.shape
+    with pytest.raises(nnunet_rt.OutOfMemory, match="memory limit"):
+        _predict(fast_model, lesion_case, memory_limit=estimate - 1)
+    with pytest.raises(nnunet_rt.InvalidArgument):
+        fast_model.estimate_peak_bytes((4, 4), lesion_case.spacing)
+
+
+def test_precision_and_names(fast_model, lesion_case, fast_labels):
+    single = _predict(fast_model, lesion_case, precision="single")
+    assert single.labels.shape == fast_labels.shape
+    with pytest.raises(nnunet_rt.InvalidArgument, match="precision"):
+        _predict(fast_model, lesion_case, precision="double")
+    assert fast_model.channel_names == ["CT"]
+    assert single.label_names == fast_model.labels
+
+
+def test_process_runtime_info():
+    info = nnunet_rt.runtime_info()
+    assert info["abi_version"] == nnunet_rt.ABI_VERSION == 2
+    assert "CPUExecutionProvider" in info["execution_providers"]
+    assert info["onnxruntime_library"]
+
+
+def test_log_handler_receives_messages(fast_model, lesion_case):
+    received = []
+    nnunet_rt.set_log_handler(lambda level, message: received.append((level, message)), level="info")
+    try:
+        _predict(fast_model, lesion_case)
+    finally:
+        nnunet_rt.set_log_handler(None)
+    assert any(level == "info" and "predicted" in message for level, message in received), received
+    count = len(received)
+    _predict(fast_model, lesion_case)
+    assert len(received) == count, "nothing after the handler is removed"
+    with pytest.raises(nnunet_rt.InvalidArgument):
+        nnunet_rt.set_log_handler(print, level="loud")
