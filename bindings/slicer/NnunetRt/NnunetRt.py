@@ -52,14 +52,20 @@ class NnunetRtWidget(ScriptedLoadableModuleWidget):
         self.layout.addWidget(inputs)
         self.inputsForm = qt.QFormLayout(inputs)
 
+        # The browse button picks a folder (ctkPathLineEdit browses either folders or files);
+        # "Bundle..." picks a .nnrt file. A typed or pasted path may be either.
         self.modelPathEdit = ctk.ctkPathLineEdit()
-        self.modelPathEdit.filters = ctk.ctkPathLineEdit.Dirs | ctk.ctkPathLineEdit.Files
-        self.modelPathEdit.nameFilters = ["nnunet-rt bundle (*.nnrt)", "All files (*)"]
+        self.modelPathEdit.filters = ctk.ctkPathLineEdit.Dirs
         self.modelPathEdit.settingKey = "NnunetRt/ModelFolder"
         self.modelPathEdit.toolTip = (
             "nnU-Net model folder (plans.json, dataset.json, fold_N/model.onnx), or a .nnrt bundle file"
         )
-        self.inputsForm.addRow("Model:", self.modelPathEdit)
+        self.bundleButton = qt.QPushButton("Bundle...")
+        self.bundleButton.toolTip = "Choose a .nnrt bundle file instead of a model folder"
+        modelRow = qt.QHBoxLayout()
+        modelRow.addWidget(self.modelPathEdit, 1)
+        modelRow.addWidget(self.bundleButton)
+        self.inputsForm.addRow("Model:", modelRow)
         self.modelInfoLabel = qt.QLabel("")
         self.modelInfoLabel.wordWrap = True
         self.inputsForm.addRow("", self.modelInfoLabel)
@@ -181,6 +187,7 @@ class NnunetRtWidget(ScriptedLoadableModuleWidget):
         self.applyButton.connect("clicked(bool)", self.onApply)
         self.cancelButton.connect("clicked(bool)", self.onCancel)
         self.estimateButton.connect("clicked(bool)", self.onEstimate)
+        self.bundleButton.connect("clicked(bool)", self.onChooseBundle)
         self.modelPathEdit.connect("currentPathChanged(QString)", self.onModelPathChanged)
         self.onModelPathChanged(self.modelPathEdit.currentPath)
 
@@ -209,6 +216,13 @@ class NnunetRtWidget(ScriptedLoadableModuleWidget):
             selector.toolTip = f"Volume for the model's input channel '{name}' (all on one grid)"
             self.inputsForm.addRow(f"Input volume ({name}):" if len(names) > 1 else "Input volume:", selector)
             self.inputSelectors.append((name, selector))
+
+    def onChooseBundle(self):
+        path = qt.QFileDialog.getOpenFileName(
+            self.parent, "nnunet-rt model bundle", self.modelPathEdit.currentPath, "nnunet-rt bundle (*.nnrt);;All files (*)"
+        )
+        if path:
+            self.modelPathEdit.currentPath = path
 
     def onModelPathChanged(self, path):
         kind = rtlogic.model_kind(path)
