@@ -341,6 +341,11 @@ def test_estimate_for_a_loaded_model_and_measured_rate(model):
     ijk_to_ras = rtlogic.ijk_to_ras_from_itk_geometry(case.spacing, case.origin, case.direction)
     estimate = rtlogic.estimate_for_model(model, case.image.shape, ijk_to_ras, tta=False)
     assert estimate.tiles >= 1 and estimate.evaluations == estimate.tiles * len(model.folds)
+    # Memory: the library's own estimate, where the binding offers it.
+    if hasattr(model, "estimate_peak_bytes"):
+        geometry = rtlogic.itk_geometry_from_ijk_to_ras(ijk_to_ras)
+        assert estimate.memory_from_library
+        assert estimate.peak_bytes == model.estimate_peak_bytes(case.image.shape, geometry.spacing)
     output = rtlogic.segment_volume(model, case.image, ijk_to_ras, tta=False)
     rate = rtlogic.seconds_per_evaluation(output, estimate)
     assert rate > 0

@@ -14,6 +14,7 @@ The label map comes back on the input grid, so it shares the input's IJKToRAS.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -440,8 +441,11 @@ class RunEstimate:
     model_shape: tuple  # voxels (x, y, z) after resampling to the model's spacing
     tiles: int  # sliding-window positions
     evaluations: int  # network evaluations: tiles x folds x mirrorings
-    peak_bytes: int  # rough peak of the library's own arrays (the network's workspace not included)
+    peak_bytes: int  # peak of the library's own arrays (the network's workspace not included)
     seconds: Optional[float]  # at the rate of the last run of this model; None before one
+    #: True when peak_bytes is the library's own estimate (Model.estimate_peak_bytes), False for
+    #: this module's upper bound.
+    memory_from_library: bool = False
 
     def text(self) -> str:
         mib = self.peak_bytes / (1 << 20)
@@ -510,7 +514,7 @@ def estimate_for_model(model, shape_kji, ijk_to_ras, *, channels: int = 1, tta=T
     and IJKToRAS."""
     geometry = itk_geometry_from_ijk_to_ras(ijk_to_ras)
     k, j, i = shape_kji[-3:]
-    return estimate_run(
+    estimate = estimate_run(
         (i, j, k),
         geometry.spacing,
         model.spacing,
@@ -523,6 +527,12 @@ def estimate_for_model(model, shape_kji, ijk_to_ras, *, channels: int = 1, tta=T
         probabilities=probabilities,
         seconds_per_evaluation=seconds_per_evaluation,
     )
+    if hasattr(model, "estimate_peak_bytes"):
+        # The library's own figure (what its memory_limit compares with), where it has one.
+        shape = (int(channels), k, j, i) if channels > 1 else (k, j, i)
+        peak = model.estimate_peak_bytes(shape, geometry.spacing, probabilities=probabilities)
+        estimate = dataclasses.replace(estimate, peak_bytes=int(peak), memory_from_library=True)
+    return estimate
 
 
 def seconds_per_evaluation(output: SegmentationOutput, estimate: RunEstimate) -> Optional[float]:
