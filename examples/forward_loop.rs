@@ -12,7 +12,7 @@
 
 use std::time::Instant;
 
-use nnunet_rt::backend::ort::{OrtNetwork, SessionSettings};
+use nnunet_rt::backend::ort::{OnnxModel, OrtNetwork, SessionSettings};
 use nnunet_rt::backend::runtime;
 use nnunet_rt::backend::TileNetwork;
 use nnunet_rt::folder::ModelFolder;
@@ -44,8 +44,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let fold = &folder.folds[0];
     let start = Instant::now();
-    let mut network =
-        OrtNetwork::load(runtime, &fold.onnx_path, &fold.metadata, tile.clone(), plan.num_classes(), &settings)?;
+    let onnx = OnnxModel::File(&fold.onnx_path);
+    let mut network = OrtNetwork::load(runtime, onnx, &fold.metadata, tile.clone(), plan.num_classes(), &settings)?;
     println!(
         "{} {precision}, batch {batch}, tile {tile:?}: session {:.2} s",
         resolved.provider.ort_name(),

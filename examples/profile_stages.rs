@@ -35,7 +35,7 @@ fn main() {
         let tf = plan.transpose_forward;
         let (bbox, _) = crop::nonzero_box(&view, tf, false);
         lap(1, &mut best);
-        let cropped = crop::crop_transposed(&view, tf, &bbox);
+        let cropped = crop::crop_transposed(&view, tf, &bbox).unwrap();
         lap(2, &mut best);
         let mut channel = cropped.index_axis(ndarray::Axis(0), 0).to_owned();
         normalize::normalize_channel(channel.as_slice_mut().unwrap(), &plan.normalization[0], None).unwrap();
@@ -62,9 +62,9 @@ fn main() {
             half::f16::from_f32(((c * 7 + z * 3 + y + x * 2) % 11) as f32 * 0.3 - 1.0)
         });
         lap(7, &mut vec![Duration::MAX; 8]);
-        let rl = export::resample_logits(&logits, &pre, plan);
+        let rl = export::resample_logits(&logits, &pre, plan).unwrap();
         lap(6, &mut best);
-        let e = export::export(&logits, &pre, plan, false);
+        let e = export::export(&logits, &pre, plan, false).unwrap();
         lap(7, &mut best);
         drop(lap);
         assert!(r.len() > 0 && rl.len() > 0 && e.labels.len() > 0);

@@ -6,7 +6,9 @@
 use ndarray::Array4;
 use rayon::prelude::*;
 
+use crate::error::Result;
 use crate::folder::Plan;
+use crate::memory;
 use crate::preprocess::{crop, Preprocessed};
 use crate::resample;
 use crate::window::LogitScalar;
@@ -71,11 +73,12 @@ pub struct Exported {
 
 /// Logits resampled to the cropped input grid (same element type, transposed axes), one channel
 /// at a time.
-pub fn resample_logits<T: LogitScalar>(logits: &Array4<T>, pre: &Preprocessed, plan: &Plan) -> Array4<T> {
+pub fn resample_logits<T: LogitScalar>(logits: &Array4<T>, pre: &Preprocessed, plan: &Plan) -> Result<Array4<T>> {
     let shape = [logits.shape()[1], logits.shape()[2], logits.shape()[3]];
     let target = pre.shape_after_cropping;
     let classes = logits.shape()[0];
-    let mut out = Vec::with_capacity(classes * target.iter().product::<usize>());
+    let mut out = Vec::new();
+    memory::reserve(&mut out, classes * target.iter().product::<usize>(), "the logits resampled to the input grid")?;
     for c in 0..classes {
         let channel = logits.index_axis(ndarray::Axis(0), c);
         let channel = channel.as_standard_layout();
@@ -88,7 +91,7 @@ pub fn resample_logits<T: LogitScalar>(logits: &Array4<T>, pre: &Preprocessed, p
             &plan.resample_probabilities,
         ));
     }
-    Array4::from_shape_vec((classes, target[0], target[1], target[2]), out).expect("sizes match")
+    Ok(Array4::from_shape_vec((classes, target[0], target[1], target[2]), out).expect("sizes match"))
 }
 
 /// Argmax (first maximum), un-crop and un-transpose; softmax probabilities when asked.
@@ -97,13 +100,13 @@ pub fn export<T: LogitScalar>(
     pre: &Preprocessed,
     plan: &Plan,
     with_probabilities: bool,
-) -> Exported {
+) -> Result<Exported> {
     // On the input's own grid already (no resampling): use the logits as they are.
     let same_grid = logits.shape()[1..] == pre.shape_after_cropping[..];
     let resampled = if same_grid {
         std::borrow::Cow::Borrowed(logits)
     } else {
-        std::borrow::Cow::Owned(resample_logits(logits, pre, plan))
+        std::borrow::Cow::Owned(resample_logits(logits, pre, plan)?)
     };
     let classes = resampled.shape()[0];
     let crop_shape = pre.shape_after_cropping;
@@ -113,14 +116,14 @@ pub fn export<T: LogitScalar>(
     let (crop_labels, crop_probabilities): (Vec<u16>, Option<Vec<f32>>) = if let Some(regions) = &plan.regions {
         // Region-based: per-region sigmoids in float32 (nnU-Net's torch.sigmoid of the
         // widened logits); the labels follow from them either way.
-        let mut probabilities = vec![0f32; classes * voxels];
+        let mut probabilities = memory::try_filled(classes * voxels, 0f32, "the region probabilities")?;
         for (p, v) in probabilities.iter_mut().zip(flat) {
             *p = sigmoid(v.to_f32());
         }
         let labels = threshold_regions(&probabilities, regions);
         (labels, with_probabilities.then_some(probabilities))
     } else if with_probabilities {
-        let mut probabilities = vec![0f32; classes * voxels];
+        let mut probabilities = memory::try_filled(classes * voxels, 0f32, "the probabilities")?;
         let labels = (0..voxels)
             .map(|v| {
                 let max = (0..classes).map(|c| flat[c * voxels + v].to_f32()).fold(f32::NEG_INFINITY, f32::max);
@@ -160,27 +163,30 @@ pub fn export<T: LogitScalar>(
         }
     }
     let labels = if plan.num_classes() <= 256 {
-        let mut out = vec![0u8; total];
+        let mut out = memory::try_filled(total, 0u8, "the label map")?;
         paste(&rows, row_len, &crop_labels, &mut out, |l| l as u8);
         Labels::U8(out)
     } else {
-        let mut out = vec![0u16; total];
+        let mut out = memory::try_filled(total, 0u16, "the label map")?;
         paste(&rows, row_len, &crop_labels, &mut out, |l| l);
         Labels::U16(out)
     };
-    let probabilities = crop_probabilities.map(|p| {
-        // Outside the crop box nnU-Net reports certain background: channel 0 is 1 for softmax
-        // models; every region is off (0) for region-based ones.
-        let mut out = vec![0f32; classes * total];
-        if plan.regions.is_none() {
-            out[..total].fill(1.0);
+    let probabilities = match crop_probabilities {
+        None => None,
+        Some(p) => {
+            // Outside the crop box nnU-Net reports certain background: channel 0 is 1 for softmax
+            // models; every region is off (0) for region-based ones.
+            let mut out = memory::try_filled(classes * total, 0f32, "the probabilities on the input grid")?;
+            if plan.regions.is_none() {
+                out[..total].fill(1.0);
+            }
+            for (values, channel) in p.chunks(voxels).zip(out.chunks_mut(total)) {
+                paste(&rows, row_len, values, channel, |v| v);
+            }
+            Some(out)
         }
-        for (values, channel) in p.chunks(voxels).zip(out.chunks_mut(total)) {
-            paste(&rows, row_len, values, channel, |v| v);
-        }
-        out
-    });
-    Exported { labels, probabilities }
+    };
+    Ok(Exported { labels, probabilities })
 }
 
 /// Peak bytes of [`export`] from `new_shape` logits (`classes` channels, `logit_bytes` each) back

@@ -25,3 +25,13 @@ pub fn out_of_memory(bytes: usize, what: &str) -> Error {
         format!("cannot allocate {} MiB for {what}: out of memory", bytes.div_ceil(1 << 20)),
     )
 }
+
+/// Checks, before any work, that `bytes` can be allocated at all: reserves them once and gives
+/// them back. A volume whose working set cannot fit (an address-space limit, a 32-bit host, a
+/// container's memory cap that refuses the mapping) fails here with a clear error instead of
+/// part way through. Untouched reserved pages cost no physical memory.
+pub fn probe(bytes: u64, what: &str) -> Result<()> {
+    let bytes = usize::try_from(bytes).map_err(|_| out_of_memory(usize::MAX, what))?;
+    let mut vec: Vec<u8> = Vec::new();
+    reserve(&mut vec, bytes, what)
+}

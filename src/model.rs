@@ -355,24 +355,17 @@ impl Configuration {
             .folds
             .iter()
             .map(|fold| {
-                let bundled;
+                let (bundled, name);
                 let onnx = match &folder.source {
                     Source::Dir(_) => OnnxModel::File(&fold.onnx_path),
                     Source::Bundle { .. } => {
                         bundled = folder.source.read(&fold.onnx_name)?;
-                        OnnxModel::Bytes(&bundled)
+                        name = fold.onnx_path.display().to_string();
+                        OnnxModel::Bytes { name: &name, bytes: &bundled }
                     }
                 };
-                OrtNetwork::load(
-                    runtime,
-                    &fold.onnx_path.display().to_string(),
-                    onnx,
-                    &fold.metadata,
-                    tile_shape.clone(),
-                    plan.num_outputs(),
-                    &settings,
-                )
-                .map(|n| Box::new(n) as Box<dyn TileNetwork + Send>)
+                OrtNetwork::load(runtime, onnx, &fold.metadata, tile_shape.clone(), plan.num_outputs(), &settings)
+                    .map(|n| Box::new(n) as Box<dyn TileNetwork + Send>)
             })
             .collect::<Result<Vec<_>>>()?;
         if let Some(reason) = &resolved.fallback_reason {
@@ -498,7 +491,7 @@ impl Configuration {
         let exported = self.on_pool(|| match &case.logits {
             Logits::Half(l) => export::export(l, &pre, self.plan(), options.probabilities),
             Logits::Single(l) => export::export(l, &pre, self.plan(), options.probabilities),
-        });
+        })?;
         let classification = self.classify(&case.evidence, options.classification_policy);
         let export_time = start.elapsed();
         report(Stage::Export, 1.0)?;
@@ -989,7 +982,9 @@ impl Model {
         progress: &mut dyn FnMut(Stage, f64) -> bool,
     ) -> Result<Prediction> {
         options.validate()?;
-        check_memory_limit(options, || self.estimate_peak_bytes(volume, options))?;
+        let needed = self.estimate_peak_bytes(volume, options);
+        check_memory_limit(options, || needed)?;
+        crate::memory::probe(needed, "this prediction's working set (its estimated peak)")?;
         let member_options = PredictOptions { memory_limit: None, ..options.clone() };
         let mut prediction = if self.configurations.len() == 1 {
             self.first().predict(volume, &member_options, progress)?

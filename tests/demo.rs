@@ -20,7 +20,7 @@ fn the_demo_segments_like_nnunet_and_answers_the_drawn_subtype() {
     let pre = preprocess::preprocess(&image.volume.view().unwrap(), model.plan()).unwrap();
     let case = model.predict_logits(&pre, &PredictOptions::default(), &mut |_| Ok(())).unwrap();
     let Logits::Half(logits) = &case.logits else { panic!("float16 accumulation is the default") };
-    let labels = export::export(logits, &pre, model.plan(), false).labels;
+    let labels = export::export(logits, &pre, model.plan(), false).unwrap().labels;
     // nnU-Net 2.8.1 itself, same folds and settings: 1,579 pancreas and 95 lesion voxels.
     assert_eq!(labels.counts(3)[1..], [1579, 95], "demo segmentation differs from nnU-Net's");
 

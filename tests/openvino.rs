@@ -8,7 +8,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use nnunet_rt::backend::ort::{OrtNetwork, SessionSettings};
+use nnunet_rt::backend::ort::{OnnxModel, OrtNetwork, SessionSettings};
 use nnunet_rt::backend::runtime;
 use nnunet_rt::backend::TileNetwork;
 use nnunet_rt::folder::ModelFolder;
@@ -28,8 +28,15 @@ fn one_tile(provider: Provider, precision: NetworkPrecision) -> Vec<f32> {
     let settings =
         SessionSettings { provider, precision, intra_threads: Some(2), allow_tf32: false, openvino_cache_dir: None };
     let fold = &folder.folds[0];
-    let mut network =
-        OrtNetwork::load(runtime, &fold.onnx_path, &fold.metadata, tile, plan.num_classes(), &settings).unwrap();
+    let mut network = OrtNetwork::load(
+        runtime,
+        OnnxModel::File(&fold.onnx_path),
+        &fold.metadata,
+        tile,
+        plan.num_classes(),
+        &settings,
+    )
+    .unwrap();
     // A deterministic, CT-like normalised input: smooth structure plus texture.
     let input = network.input(1).unwrap();
     for (i, v) in input.iter_mut().enumerate() {

@@ -213,7 +213,7 @@ fn logits_segmentation_and_probabilities_match_nnunet() {
         let reference_logits = Array4::from_shape_vec(ours.raw_dim(), reference_f16).unwrap();
         let reference_seg: Vec<u32> =
             nifti::read_image(&case.reference("seg.nii.gz")).unwrap().volume.data.iter().map(|&v| v as u32).collect();
-        let exported = export::export(&reference_logits, &ours_pre, &plan, false);
+        let exported = export::export(&reference_logits, &ours_pre, &plan, false).unwrap();
         let exported_labels: Vec<u32> = (0..exported.labels.len()).map(|i| exported.labels.get(i)).collect();
         let export_mismatch = exported_labels.iter().zip(&reference_seg).filter(|(a, b)| a != b).count();
         assert_eq!(
@@ -223,7 +223,7 @@ fn logits_segmentation_and_probabilities_match_nnunet() {
         );
 
         if case.reference("probabilities.npy").is_file() {
-            let with_probabilities = export::export(&reference_logits, &ours_pre, &plan, true);
+            let with_probabilities = export::export(&reference_logits, &ours_pre, &plan, true).unwrap();
             let (shape, reference) = load_f32(&case.reference("probabilities.npy"));
             let ours = with_probabilities.probabilities.unwrap();
             assert_eq!(ours.len(), shape.iter().product::<usize>(), "{}: probabilities shape {shape:?}", case.name);

@@ -34,8 +34,24 @@ pub struct SessionSettings {
 pub enum OnnxModel<'a> {
     /// A file ONNX Runtime reads itself.
     File(&'a Path),
-    /// The model's bytes (from a bundle in memory); ONNX Runtime copies what it keeps.
-    Bytes(&'a [u8]),
+    /// The model's bytes (from a bundle in memory), with a name for messages; ONNX Runtime
+    /// copies what it keeps.
+    Bytes {
+        /// Where the bytes came from (e.g. `<bundle>/fold_0/model.onnx`).
+        name: &'a str,
+        /// The ONNX model.
+        bytes: &'a [u8],
+    },
+}
+
+impl OnnxModel<'_> {
+    /// The model's name in messages.
+    pub fn name(&self) -> String {
+        match self {
+            OnnxModel::File(path) => path.display().to_string(),
+            OnnxModel::Bytes { name, .. } => name.to_string(),
+        }
+    }
 }
 
 /// One fold's network in ONNX Runtime.
@@ -68,20 +84,19 @@ struct BoundTensors {
 }
 
 impl OrtNetwork {
-    /// Loads the ONNX model `onnx` (`name` says where it came from in messages), described by
-    /// `metadata`, into a session.
+    /// Loads the ONNX model `onnx`, described by `metadata`, into a session.
     ///
     /// `tile_shape` is one input tile as the network takes it: `(channels, Pz, Py, Px)`, or
     /// `(channels, Py, Px)` for a 2-D network; `classes` the segmentation outputs' channel count.
     pub fn load(
         runtime: &Runtime,
-        name: &str,
         onnx: OnnxModel<'_>,
         metadata: &ExportMetadata,
         tile_shape: Vec<usize>,
         classes: usize,
         settings: &SessionSettings,
     ) -> Result<OrtNetwork> {
+        let name = onnx.name();
         let fail = |what: &str, e: ort::Error| {
             let kind = if what == "load" { ErrorKind::InvalidModel } else { ErrorKind::Runtime };
             Error::new(kind, format!("{}: cannot {what} the ONNX model: {e}", name))
@@ -111,7 +126,7 @@ impl OrtNetwork {
         builder = place(builder, runtime, settings)?;
         let session = match onnx {
             OnnxModel::File(path) => builder.commit_from_file(path),
-            OnnxModel::Bytes(bytes) => builder.commit_from_memory(bytes),
+            OnnxModel::Bytes { bytes, .. } => builder.commit_from_memory(bytes),
         }
         .map_err(|e| fail("load", e))?;
         let seg_name = metadata.output(ROLE_SEGMENTATION).map(|o| o.name.clone()).unwrap_or_default();

@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use ndarray::Array4;
 use rayon::prelude::*;
 
+use crate::error::Result;
 use crate::volume::VolumeView;
 
 /// Bounding box (half-open, transposed axes) of voxels where any channel is nonzero; the whole
@@ -71,20 +72,20 @@ pub fn nonzero_box(volume: &VolumeView<'_>, tf: [usize; 3], fill_mask: bool) -> 
 }
 
 /// Float32 copy of the crop box, channels first, spatial axes transposed.
-pub fn crop_transposed(volume: &VolumeView<'_>, tf: [usize; 3], bbox: &[[usize; 2]; 3]) -> Array4<f32> {
+pub fn crop_transposed(volume: &VolumeView<'_>, tf: [usize; 3], bbox: &[[usize; 2]; 3]) -> Result<Array4<f32>> {
     let shape: [usize; 3] = std::array::from_fn(|i| bbox[i][1] - bbox[i][0]);
     let n = volume.voxels_per_channel();
     let strides = input_strides(volume);
     let data = volume.data();
     let voxels = shape.iter().product::<usize>();
     let rows = CropRows::new(shape, bbox, tf, strides);
-    let mut out = vec![0f32; volume.channels() * voxels];
+    let mut out = crate::memory::try_filled(volume.channels() * voxels, 0f32, "the cropped input")?;
     let rows_per_channel = shape[0] * shape[1];
     out.par_chunks_mut(shape[2]).enumerate().for_each(|(r, row)| {
         let (c, r) = (r / rows_per_channel, r % rows_per_channel);
         data.read_f32(c * n + rows.start(r), rows.stride(), row);
     });
-    Array4::from_shape_vec((volume.channels(), shape[0], shape[1], shape[2]), out).expect("sizes match")
+    Ok(Array4::from_shape_vec((volume.channels(), shape[0], shape[1], shape[2]), out).expect("sizes match"))
 }
 
 /// Where the rows of a transposed crop lie in the input buffer: row `r` (C order over the crop's
@@ -184,7 +185,7 @@ mod tests {
         assert!(mask.is_none());
         let (swapped, _) = nonzero_box(&view, [2, 0, 1], false);
         assert_eq!(swapped, [[1, 4], [2, 3], [1, 3]]);
-        let crop = crop_transposed(&view, [2, 0, 1], &swapped);
+        let crop = crop_transposed(&view, [2, 0, 1], &swapped).unwrap();
         assert_eq!(crop.shape(), &[1, 3, 1, 2]);
         assert_eq!(crop[[0, 2, 0, 0]], 7.0, "x=3 is the third of x 1..4, y=1 the first of y 1..3");
         assert_eq!(crop[[0, 0, 0, 1]], -3.0);

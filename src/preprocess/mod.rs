@@ -57,7 +57,7 @@ pub fn preprocess_with_previous_stage(
     let original_spacing = plan.to_network_axes(volume.geometry().spacing);
 
     let (bbox, mask) = crop::nonzero_box(volume, tf, plan.needs_nonzero_mask() || previous.is_some());
-    let mut cropped = crop::crop_transposed(volume, tf, &bbox);
+    let mut cropped = crop::crop_transposed(volume, tf, &bbox)?;
     let shape_after_cropping = [cropped.shape()[1], cropped.shape()[2], cropped.shape()[3]];
     let target_spacing = plan.target_spacing(original_spacing);
     let new_shape = resample::compute_new_shape(shape_after_cropping, original_spacing, target_spacing);
@@ -69,7 +69,10 @@ pub fn preprocess_with_previous_stage(
 
     let resampling = new_shape != shape_after_cropping;
     // Without resampling the normalised crop is the result: no second copy of the volume.
-    let mut out = Vec::with_capacity(if resampling { channels * new_shape.iter().product::<usize>() } else { 0 });
+    let mut out = Vec::new();
+    if resampling {
+        crate::memory::reserve(&mut out, channels * new_shape.iter().product::<usize>(), "the resampled input")?;
+    }
     for c in 0..channels {
         let mut channel = cropped.index_axis_mut(ndarray::Axis(0), c);
         let channel = channel.as_slice_mut().expect("a fresh crop is contiguous");
@@ -135,7 +138,7 @@ fn previous_stage_channels(
         Labels::U16(values) => VoxelData::U16(values),
     };
     let view = VolumeView::new(data, volume.dims(), 1, *volume.geometry())?;
-    let cropped = crop::crop_transposed(&view, plan.transpose_forward, bbox);
+    let cropped = crop::crop_transposed(&view, plan.transpose_forward, bbox)?;
     let shape = [cropped.shape()[1], cropped.shape()[2], cropped.shape()[3]];
     // nnU-Net's nonzero_label: background outside the nonzero mask becomes -1.
     let seg: Vec<i16> =

@@ -147,8 +147,12 @@ pub fn predict_fold<T: LogitScalar>(
     let patch_voxels: usize = patch.iter().product();
     let passes = 1 + settings.flips.len();
     let [pz, py, px] = grid.padded;
-    let mut logits = Array4::<T>::default((classes, pz, py, px));
-    let mut weights = ndarray::Array3::<T>::default((pz, py, px));
+    // The two buffers that grow with the volume: an allocation failure is an error, not an abort.
+    let grid_voxels = pz * py * px;
+    let accumulator = crate::memory::try_filled(classes * grid_voxels, T::default(), "the logit accumulator")?;
+    let mut logits = Array4::from_shape_vec((classes, pz, py, px), accumulator).expect("sizes match");
+    let summed = crate::memory::try_filled(grid_voxels, T::default(), "the Gaussian weight accumulator")?;
+    let mut weights = ndarray::Array3::from_shape_vec((pz, py, px), summed).expect("sizes match");
     let mut evidence = Vec::new();
     let gaussian: Vec<f32> = settings.gaussian.iter().map(|g| g.to_f32()).collect();
 
