@@ -6,6 +6,7 @@ import json
 import os
 import struct
 import sys
+import zlib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(ROOT, "fuzz", "corpus")
@@ -46,6 +47,14 @@ def npy(descr, shape, payload, version=1):
     header += " " * ((64 - (preamble + len(header) + 1) % 64) % 64) + "\n"
     size = struct.pack("<H", len(header)) if version == 1 else struct.pack("<I", len(header))
     return b"\x93NUMPY" + bytes([version, 0]) + size + header.encode() + payload
+
+
+def bundle_body(files):
+    """A model bundle without its trailing CRC-32: magic, version, entry table, data."""
+    out = b"NNRTBNDL" + struct.pack("<II", 1, len(files))
+    for name, data in files:
+        out += struct.pack("<I", len(name.encode())) + name.encode() + struct.pack("<Q", len(data))
+    return out + b"".join(data for _, data in files)
 
 
 def minified(path):
@@ -89,6 +98,21 @@ def main():
             minified(os.path.join(folder, fold, "nnunet_rt_export.json")),
         ]
         write("model_folder", model, b"\xff".join(parts))
+
+    # Model bundles (src/folder/bundle.rs): the first byte tells the target to append the CRC-32
+    # itself (odd) or to take the bytes as they are (even, the CRC already at the end).
+    folder = os.path.join(models, "resenc_ct")
+    files = [
+        ("plans.json", minified(os.path.join(folder, "plans.json"))),
+        ("dataset.json", minified(os.path.join(folder, "dataset.json"))),
+        ("fold_0/nnunet_rt_export.json", minified(os.path.join(folder, "fold_0", "nnunet_rt_export.json"))),
+        ("fold_0/model.onnx", b"\x08\x07"),
+    ]
+    body = bundle_body(files)
+    write("bundle", "resenc_ct_crc_appended", b"\x01" + body)
+    write("bundle", "resenc_ct_complete", b"\x00" + body + struct.pack("<I", zlib.crc32(body)))
+    write("bundle", "cascade_prefix", b"\x01" + bundle_body([("plans.json", b"{}"), ("previous_stage/plans.json", b"{}")]))
+    write("bundle", "empty", b"\x01" + bundle_body([]))
 
     # Metrics: dims, spacing, tolerance bytes, then voxels (see fuzz_targets/metrics.rs).
     write("metrics", "cube", bytes([2, 2, 2, 0, 0, 2, 1]) + bytes([1] * 27) + bytes([0] * 13 + [1] * 14))

@@ -51,3 +51,8 @@ fn model_folder_inputs() {
 fn metrics_inputs() {
     run("metrics", checks::metrics);
 }
+
+#[test]
+fn bundle_inputs() {
+    run("bundle", checks::bundle);
+}

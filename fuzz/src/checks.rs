@@ -3,7 +3,7 @@
 //! (fuzz/regressions/<target>/) through the same function, so `cargo test` keeps them fixed
 //! without nightly. Each function panics exactly when the fuzzer should report a failure.
 
-use nnunet_rt::folder::{ExportMetadata, Plan, ROLE_CLASSIFICATION, ROLE_SEGMENTATION};
+use nnunet_rt::folder::{Bundle, ExportMetadata, Plan, ROLE_CLASSIFICATION, ROLE_SEGMENTATION};
 use nnunet_rt::io::nifti;
 use nnunet_rt::io::npy;
 use nnunet_rt::metrics::edt::distance_transform;
@@ -250,4 +250,28 @@ fn rel(a: f64, b: f64) -> f64 {
 
 fn close(got: f64, expected: f64, what: &str) {
     assert!(rel(got, expected) <= 1e-9 || (got - expected).abs() <= 1e-12, "{what}: {got} vs brute force {expected}");
+}
+
+/// A model bundle (`folder::Bundle::parse`): any bytes are an index of entries with plain
+/// relative names lying inside the bytes, or an error. The first input byte chooses between the
+/// rest as it is (even) and the rest with its CRC-32 appended (odd), so mutations get past the
+/// checksum to the entry table.
+pub fn bundle(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let mut bytes = rest.to_vec();
+    if mode & 1 == 1 {
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+    }
+    let len = bytes.len();
+    let Ok(bundle) = Bundle::parse(bytes) else { return };
+    let mut total = 0;
+    for name in bundle.names() {
+        let plain = !name.is_empty()
+            && !name.contains('\\')
+            && name.split('/').all(|part| !part.is_empty() && part != "." && part != "..");
+        assert!(plain, "entry name {name:?} escapes the bundle");
+        total += bundle.get(name).expect("a listed entry has bytes").len();
+    }
+    assert!(total <= len, "entries hold {total} bytes of a {len}-byte bundle");
 }

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use crate::{root, run};
 
 /// The targets of fuzz/Cargo.toml and how long each runs here.
-const TARGETS: &[&str] = &["nifti", "npy", "model_folder", "metrics"];
+const TARGETS: &[&str] = &["nifti", "npy", "model_folder", "metrics", "bundle"];
 const SECONDS_PER_TARGET: u32 = 30;
 
 pub fn fuzz_smoke() -> Result<(), String> {
