@@ -78,7 +78,11 @@ int main(int argc, char **argv) {
     const nnunet_rt::Prediction prediction = predict(*model, image, options, progress);
 
     std::vector<unsigned long long> counts(prediction.label_names.size(), 0);
-    for (const std::uint16_t label : prediction.labels) {
+    // The map is uint8 (up to 256 labels, as nnU-Net writes it) or uint16: one of the two is filled.
+    for (const std::uint8_t label : prediction.labels_u8) {
+      if (label < counts.size()) ++counts[label];
+    }
+    for (const std::uint16_t label : prediction.labels_u16) {
       if (label < counts.size()) ++counts[label];
     }
     for (std::size_t i = 0; i < counts.size(); ++i) {

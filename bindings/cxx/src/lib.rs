@@ -92,8 +92,11 @@ mod ffi {
     /// A prediction, owned by the caller.
     #[derive(Clone, Debug)]
     struct Prediction {
-        /// Label per voxel, same dims and memory order as the input (x fastest).
-        labels: Vec<u16>,
+        /// Label per voxel, same dims and memory order as the input (x fastest), when the model
+        /// has at most 256 labels (as nnU-Net writes uint8); empty otherwise.
+        labels_u8: Vec<u8>,
+        /// The same for models with more than 256 labels; empty otherwise.
+        labels_u16: Vec<u16>,
         /// (x, y, z) of the label map.
         dims: [usize; 3],
         /// Label names, by value.
@@ -141,6 +144,20 @@ mod ffi {
         /// Loads an nnU-Net model folder (plans.json, dataset.json, fold_N/model.onnx).
         #[Self = "Model"]
         fn load(dir: &str, options: &LoadOptions) -> Result<Box<Model>>;
+        /// Loads a model bundle (`nnunet-rt bundle`) from memory, never touching the disk.
+        #[Self = "Model"]
+        fn load_bundle(bytes: &[u8], options: &LoadOptions) -> Result<Box<Model>>;
+        /// Cancels the predictions running on this model, from any thread (they throw).
+        fn cancel(self: &Model);
+        /// Estimated peak memory (bytes) of predicting a volume of `dims` (x, y, z) at `spacing`.
+        fn estimate_peak_bytes(
+            self: &Model,
+            dims: [usize; 3],
+            spacing: [f64; 3],
+            options: &PredictOptions,
+        ) -> Result<u64>;
+        /// Input channel names (dataset.json), in the order channels are read.
+        fn channel_names(self: &Model) -> Vec<String>;
 
         fn num_channels(self: &Model) -> usize;
         fn label_names(self: &Model) -> Vec<String>;
@@ -382,6 +399,27 @@ impl Model {
         guarded(|| Ok(Box::new(Model(nnunet_rt::Model::load(dir, &options.to_rust()?)?))))
     }
 
+    fn load_bundle(bytes: &[u8], options: &LoadOptions) -> Result<Box<Model>, Failure> {
+        guarded(|| Ok(Box::new(Model(nnunet_rt::Model::load_bundle(bytes, &options.to_rust()?)?))))
+    }
+
+    fn cancel(&self) {
+        self.0.cancel()
+    }
+
+    fn estimate_peak_bytes(
+        &self,
+        dims: [usize; 3],
+        spacing: [f64; 3],
+        options: &PredictOptions,
+    ) -> Result<u64, Failure> {
+        guarded(|| Ok(self.0.estimate_peak_bytes_for(dims, spacing, &options.to_rust()?)))
+    }
+
+    fn channel_names(&self) -> Vec<String> {
+        self.0.plan().channel_names.clone()
+    }
+
     fn num_channels(&self) -> usize {
         self.0.plan().channel_names.len()
     }
@@ -403,11 +441,11 @@ impl Model {
     }
 
     fn spacing(&self) -> [f64; 3] {
-        caller_axes(self.0.plan().spacing, self.0.plan().transpose_forward)
+        self.0.plan().to_caller_axes(self.0.plan().spacing)
     }
 
     fn patch_size(&self) -> [usize; 3] {
-        caller_axes(self.0.plan().patch_size, self.0.plan().transpose_forward)
+        self.0.plan().to_caller_axes(self.0.plan().patch_size)
     }
 
     fn predict(
@@ -478,25 +516,21 @@ typed_predict! {
     predict_f64: f64 => F64,
 }
 
-/// A per-axis value of the plan (transposed z, y, x order) in the caller's x, y, z order.
-fn caller_axes<T: Copy>(transposed: [T; 3], transpose_forward: [usize; 3]) -> [T; 3] {
-    let mut input = transposed;
-    for i in 0..3 {
-        input[transpose_forward[i]] = transposed[i];
-    }
-    [input[2], input[1], input[0]]
-}
-
-fn prediction(p: nnunet_rt::Prediction) -> Prediction {
+fn prediction(mut p: nnunet_rt::Prediction) -> Prediction {
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     let (class_names, class_probabilities, predicted_class) = match p.classification {
         Some(c) => (c.class_names, c.probabilities, c.predicted),
         None => (Vec::new(), Vec::new(), 0),
     };
     Prediction {
-        labels: match p.labels {
-            Labels::U8(v) => v.into_iter().map(u16::from).collect(),
-            Labels::U16(v) => v,
+        // Moved, not widened: the map keeps the type the library chose.
+        labels_u8: match &mut p.labels {
+            Labels::U8(v) => std::mem::take(v),
+            Labels::U16(_) => Vec::new(),
+        },
+        labels_u16: match &mut p.labels {
+            Labels::U16(v) => std::mem::take(v),
+            Labels::U8(_) => Vec::new(),
         },
         dims: p.dims,
         label_names: p.label_names,

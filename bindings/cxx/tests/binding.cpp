@@ -9,9 +9,13 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -69,14 +73,16 @@ rust::Slice<const T> slice(const std::vector<T> &v) {
 }
 
 bool same_labels(const nnunet_rt::Prediction &a, const nnunet_rt::Prediction &b) {
-  return a.labels.size() == b.labels.size() && std::equal(a.labels.begin(), a.labels.end(), b.labels.begin());
+  return a.labels_u8.size() == b.labels_u8.size() && a.labels_u16.size() == b.labels_u16.size() &&
+         std::equal(a.labels_u8.begin(), a.labels_u8.end(), b.labels_u8.begin()) &&
+         std::equal(a.labels_u16.begin(), a.labels_u16.end(), b.labels_u16.begin());
 }
 
 }  // namespace
 
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: %s HEAD_MODEL_DIR PLAIN_MODEL_DIR\n", argv[0]);
+  if (argc != 4) {
+    std::fprintf(stderr, "usage: %s HEAD_MODEL_DIR PLAIN_MODEL_DIR HEAD_BUNDLE\n", argv[0]);
     return 2;
   }
   nnunet_rt::LoadOptions load = nnunet_rt::default_load_options();
@@ -102,8 +108,9 @@ int main(int argc, char **argv) {
   options.tta = false;
   nnunet_rt::NoProgress quiet;
   const nnunet_rt::Prediction p = model->predict(slice(ct), DIMS, 1, geometry, options, quiet);
-  EXPECT(p.labels.size() == N && (p.dims == DIMS) && p.label_names.size() == 3);
-  EXPECT(std::any_of(p.labels.begin(), p.labels.end(), [](std::uint16_t l) { return l != 0; }));
+  EXPECT((p.dims == DIMS) && p.label_names.size() == 3);
+  EXPECT(p.labels_u16.empty() && p.labels_u8.size() == N);
+  EXPECT(std::any_of(p.labels_u8.begin(), p.labels_u8.end(), [](std::uint8_t l) { return l != 0; }));
   EXPECT(p.probabilities.empty());
   EXPECT(p.class_names.size() == 3 && p.class_probabilities.size() == 3 && p.predicted_class < 3);
   if (p.class_probabilities.size() == 3) {
@@ -162,7 +169,7 @@ int main(int argc, char **argv) {
   EXPECT(status_of([&] { model->predict(slice(ct), DIMS, 1, geometry, bad_options, quiet); }) == "NNRT_OUT_OF_MEMORY");
   nnunet_rt::PredictOptions single = options;
   single.precision = "single";
-  EXPECT(model->predict(slice(ct), DIMS, 1, geometry, single, quiet).labels.size() == N);
+  EXPECT(model->predict(slice(ct), DIMS, 1, geometry, single, quiet).labels_u8.size() == N);
 
   // Cancelling half way, and by throwing; the model works afterwards.
   int reports_after_stop = 0;
@@ -181,6 +188,46 @@ int main(int argc, char **argv) {
   EXPECT(status_of([&] { model->predict(slice(ct), DIMS, 1, geometry, options, throwing); }, &what) == "NNRT_CANCELLED");
   EXPECT(what.find("stop here") != std::string::npos);
   EXPECT(same_labels(p, model->predict(slice(ct), DIMS, 1, geometry, options, quiet)));
+
+  // A bundle from memory answers as the folder; names, the estimate at the memory limit.
+  {
+    std::ifstream file(argv[3], std::ios::binary);
+    const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    const rust::Box<nnunet_rt::Model> bundled =
+        nnunet_rt::Model::load_bundle(rust::Slice<const std::uint8_t>(bytes.data(), bytes.size()), load);
+    EXPECT(same_labels(p, bundled->predict(slice(ct), DIMS, 1, geometry, options, quiet)));
+    const std::vector<std::uint8_t> cut(bytes.begin(), bytes.end() - 1);
+    EXPECT(status_of([&] { nnunet_rt::Model::load_bundle(rust::Slice<const std::uint8_t>(cut.data(), cut.size()), load); }) ==
+           "NNRT_INVALID_MODEL");
+  }
+  EXPECT(model->channel_names().size() == 1 && std::string(model->channel_names()[0]) == "CT");
+  const std::uint64_t estimate = model->estimate_peak_bytes(DIMS, {0.75, 0.75, 2.0}, options);
+  nnunet_rt::PredictOptions limited = options;
+  limited.memory_limit = estimate;
+  EXPECT(same_labels(p, model->predict(slice(ct), DIMS, 1, geometry, limited, quiet)));
+  limited.memory_limit = estimate - 1;
+  EXPECT(status_of([&] { model->predict(slice(ct), DIMS, 1, geometry, limited, quiet); }) == "NNRT_OUT_OF_MEMORY");
+
+  // A cancel from another thread interrupts the pass that starts after it.
+  {
+    std::atomic<bool> in_network{false}, cancel_sent{false};
+    nnunet_rt::ProgressFn waiting([&](rust::Str stage, double) {
+      if (std::string(stage) == "network" && !in_network.exchange(true)) {
+        while (!cancel_sent) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      return true;
+    });
+    nnunet_rt::PredictOptions mirrored = options;
+    mirrored.tta = true;
+    std::string status;
+    std::thread worker([&] { status = status_of([&] { model->predict(slice(ct), DIMS, 1, geometry, mirrored, waiting); }); });
+    while (!in_network) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    model->cancel();
+    cancel_sent = true;
+    worker.join();
+    EXPECT(status == "NNRT_CANCELLED");
+    EXPECT(same_labels(p, model->predict(slice(ct), DIMS, 1, geometry, options, quiet)));
+  }
 
   // One model, several threads.
   std::vector<std::thread> threads;

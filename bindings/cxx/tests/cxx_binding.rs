@@ -118,7 +118,11 @@ fn binding_from_cpp_with_the_documented_link_line() {
         .arg(&program);
     let out = command.output().unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
     assert!(out.status.success(), "{command:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let text = success(run(&program, &[model("multitask_ct"), model("resenc_ct")]), "binding");
+    // The head model's fold 0 as a bundle, which the program loads from memory.
+    let bundle = scratch("bundle").join("head.nnrt");
+    let fold_0 = nnunet_rt::LoadOptions { folds: Some(vec!["0".into()]), ..Default::default() };
+    nnunet_rt::Model::write_bundle(&model("multitask_ct"), &fold_0, &bundle).unwrap();
+    let text = success(run(&program, &[model("multitask_ct"), model("resenc_ct"), bundle]), "binding");
     assert!(text.contains(" 0 failed"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
