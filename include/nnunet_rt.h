@@ -618,6 +618,22 @@ nnrt_status nnrt_model_load(const char *model_dir,
                             struct nnrt_model **out);
 
 /**
+ * Loads `count` model folders as one ensemble, predicted as `nnUNetv2_ensemble` combines them
+ * (members' probabilities averaged, then labelled); no postprocessing unless `options` names a
+ * file. Members must agree on labels and channels. `options` (NULL: defaults) applies to every
+ * member.
+ *
+ * Ownership: `*out` is owned by the caller; free it with `nnrt_model_free`. NULL on failure.
+ * Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (count 0, invalid UTF-8),
+ * `NNRT_IO`, `NNRT_INVALID_MODEL`, `NNRT_UNSUPPORTED_MODEL`, `NNRT_RUNTIME_UNAVAILABLE`,
+ * `NNRT_RUNTIME_ERROR`.
+ */
+nnrt_status nnrt_model_load_ensemble(const char *const *model_dirs,
+                                     size_t count,
+                                     const struct nnrt_options *options,
+                                     struct nnrt_model **out);
+
+/**
  * Loads a model bundle (`nnunet-rt bundle -m MODEL_DIR -o model.nnrt`) from `len` bytes at
  * `bytes`, without touching the disk: for models decrypted into memory. The bytes are read
  * during the call only (copied where needed); the caller may wipe or free them afterwards.

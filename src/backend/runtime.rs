@@ -523,7 +523,9 @@ fn library_in(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// Path of the shared object (or executable) this code was linked into.
+/// Path of the shared object (or executable) this code was linked into (Linux and macOS:
+/// `dladdr`).
+#[cfg(unix)]
 fn own_library_path() -> Option<PathBuf> {
     let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
     let address = own_library_path as *const () as *const libc::c_void;
@@ -541,6 +543,13 @@ fn own_library_path() -> Option<PathBuf> {
     // SAFETY: dli_fname is a NUL-terminated path owned by the loader, valid while the object is loaded.
     let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
     Some(PathBuf::from(name.to_string_lossy().into_owned()))
+}
+
+/// Elsewhere (Windows) the library's own folder is not looked up: the executable's folder and
+/// the explicit choices remain.
+#[cfg(not(unix))]
+fn own_library_path() -> Option<PathBuf> {
+    None
 }
 
 #[cfg(test)]

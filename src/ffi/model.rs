@@ -127,6 +127,39 @@ pub extern "C" fn nnrt_model_load(
     })
 }
 
+/// Loads `count` model folders as one ensemble, predicted as `nnUNetv2_ensemble` combines them
+/// (members' probabilities averaged, then labelled); no postprocessing unless `options` names a
+/// file. Members must agree on labels and channels. `options` (NULL: defaults) applies to every
+/// member.
+///
+/// Ownership: `*out` is owned by the caller; free it with `nnrt_model_free`. NULL on failure.
+/// Returns `NNRT_OK`, `NNRT_NULL_ARGUMENT`, `NNRT_INVALID_ARGUMENT` (count 0, invalid UTF-8),
+/// `NNRT_IO`, `NNRT_INVALID_MODEL`, `NNRT_UNSUPPORTED_MODEL`, `NNRT_RUNTIME_UNAVAILABLE`,
+/// `NNRT_RUNTIME_ERROR`.
+#[no_mangle]
+pub extern "C" fn nnrt_model_load_ensemble(
+    model_dirs: *const *const c_char,
+    count: usize,
+    options: *const nnrt_options,
+    out: *mut *mut nnrt_model,
+) -> nnrt_status {
+    create(out, || {
+        check_not_null!(model_dirs);
+        let mut dirs = Vec::with_capacity(count.min(64));
+        for i in 0..count {
+            // SAFETY: `model_dirs` points to `count` string pointers per the contract.
+            let dir = unsafe { *model_dirs.add(i) };
+            check_not_null!(dir);
+            // SAFETY: non-NULL NUL-terminated string per the contract.
+            dirs.push(std::path::PathBuf::from(unsafe { str_arg(dir, "model_dirs[i]") }?));
+        }
+        let defaults = LoadOptions::default();
+        // SAFETY: NULL or a live `nnrt_options` per the contract.
+        let options = unsafe { load_options(options, &defaults) };
+        Ok(nnrt_model::new(Model::ensemble(&dirs, options)?))
+    })
+}
+
 /// Loads a model bundle (`nnunet-rt bundle -m MODEL_DIR -o model.nnrt`) from `len` bytes at
 /// `bytes`, without touching the disk: for models decrypted into memory. The bytes are read
 /// during the call only (copied where needed); the caller may wipe or free them afterwards.

@@ -743,6 +743,32 @@ static void abi_1_0(nnrt_model *head, const char *head_dir, const char *bundle_p
   EXPECT_STATUS(nnrt_bundle_write(NULL, fold_0, bundle_path), NNRT_NULL_ARGUMENT);
   EXPECT_STATUS(nnrt_bundle_write(head_dir, fold_0, NULL), NNRT_NULL_ARGUMENT);
   EXPECT_STATUS(nnrt_bundle_write("/nonexistent/model", NULL, bundle_path), NNRT_IO);
+  /* An ensemble of the same folder twice answers as the folder. */
+  {
+    const char *dirs[2];
+    nnrt_model *ensemble = SENTINEL;
+    nnrt_result *single = NULL, *averaged = NULL;
+    const void *single_labels = NULL, *averaged_labels = NULL;
+    uint32_t label_type = 0;
+    size_t label_dims[3];
+    dirs[0] = dirs[1] = head_dir;
+    EXPECT_STATUS(nnrt_model_load_ensemble(dirs, 0, fold_0, &ensemble), NNRT_INVALID_ARGUMENT);
+    EXPECT(ensemble == NULL);
+    EXPECT_STATUS(nnrt_model_load_ensemble(NULL, 2, fold_0, &ensemble), NNRT_NULL_ARGUMENT);
+    EXPECT_STATUS(nnrt_model_load_ensemble(dirs, 2, fold_0, &ensemble), NNRT_OK);
+    if (ensemble != NULL && ensemble != SENTINEL) {
+      EXPECT_STATUS(nnrt_predict(head, volume, options, &single), NNRT_OK);
+      EXPECT_STATUS(nnrt_predict(ensemble, volume, options, &averaged), NNRT_OK);
+      if (single != NULL && averaged != NULL) {
+        EXPECT_STATUS(nnrt_result_labels(single, &single_labels, &label_type, label_dims), NNRT_OK);
+        EXPECT_STATUS(nnrt_result_labels(averaged, &averaged_labels, &label_type, label_dims), NNRT_OK);
+        EXPECT(memcmp(single_labels, averaged_labels, NVOX) == 0);
+      }
+      nnrt_result_free(single);
+      nnrt_result_free(averaged);
+      nnrt_model_free(ensemble);
+    }
+  }
   nnrt_options_free(fold_0);
   file = fopen(bundle_path, "rb");
   EXPECT(file != NULL);

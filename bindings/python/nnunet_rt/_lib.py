@@ -128,6 +128,7 @@ _out_handle = POINTER(c_void_p)
 _PROTOTYPES = {
     "nnrt_model_load": (_status, [c_char_p, _handle, _out_handle]),
     "nnrt_model_load_from_memory": (_status, [c_void_p, c_size_t, _handle, _out_handle]),
+    "nnrt_model_load_ensemble": (_status, [POINTER(c_char_p), c_size_t, _handle, _out_handle]),
     "nnrt_bundle_write": (_status, [c_char_p, _handle, c_char_p]),
     "nnrt_cancel": (_status, [_handle]),
     "nnrt_estimate_peak_bytes": (_status, [_handle, POINTER(nnrt_volume), _handle, POINTER(c_uint64)]),

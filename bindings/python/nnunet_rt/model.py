@@ -266,6 +266,32 @@ class Model:
         )
 
     @classmethod
+    def ensemble(
+        cls,
+        paths: Sequence[PathLike],
+        *,
+        folds: Optional[Sequence[Union[str, int]]] = None,
+        device: str = "auto",
+        network_precision: str = "f32",
+        threads: Optional[int] = None,
+        postprocessing: Union[None, bool, PathLike] = None,
+        library: Optional[PathLike] = None,
+    ) -> "Model":
+        """An ensemble of model folders, predicted as ``nnUNetv2_ensemble`` combines them (the
+        members' probabilities averaged, then labelled); no postprocessing unless
+        ``postprocessing`` names a file. The options apply to every member."""
+        paths = [os.fspath(p) for p in paths]
+        model = cls.__new__(cls)
+        model._handle = None
+        model.path = os.pathsep.join(paths)
+        names = (c_char_p * len(paths))(*[os.fsencode(p) for p in paths])
+        model._open(
+            lambda lib, options, pointer: lib.nnrt_model_load_ensemble(names, len(paths), options, byref(pointer)),
+            folds, device, network_precision, threads, False, None, None, None, postprocessing, None, library,
+        )
+        return model
+
+    @classmethod
     def from_bundle_bytes(
         cls,
         data: bytes,

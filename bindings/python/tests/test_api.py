@@ -527,3 +527,14 @@ def test_log_handler_receives_messages(fast_model, lesion_case):
     assert len(received) == count, "nothing after the handler is removed"
     with pytest.raises(nnunet_rt.InvalidArgument):
         nnunet_rt.set_log_handler(print, level="loud")
+
+
+def test_an_ensemble_of_folders(lesion_case):
+    with nnunet_rt.Model.ensemble([MODELS / "resenc_ct", MODELS / "resenc_ct_2d"], folds=["0"]) as ensemble:
+        prediction = _predict(ensemble, lesion_case, probabilities=True)
+    assert prediction.labels.shape == lesion_case.image.shape
+    assert np.allclose(prediction.probabilities.sum(axis=0), 1.0, atol=1e-4)
+    with pytest.raises(nnunet_rt.InvalidArgument):
+        nnunet_rt.Model.ensemble([])
+    with pytest.raises(nnunet_rt.InvalidModel, match="disagree"):
+        nnunet_rt.Model.ensemble([MODELS / "resenc_ct", MODELS / "two_channel"])
