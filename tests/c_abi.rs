@@ -447,5 +447,6 @@ fn one_model_shared_by_eight_threads() {
     let model = model("resenc_ct");
     let out = success(run(&program, &[model.as_os_str(), OsStr::new("8"), OsStr::new("25")], false), "threads");
     assert!(out.contains("200 predictions on 8 threads") && out.contains("all identical"), "{out}");
+    assert!(out.contains("model freed during a prediction, which returned cancelled"), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

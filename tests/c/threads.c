@@ -1,6 +1,8 @@
 /*
  * One model shared by several threads: every prediction gives the reference labels, and each
- * thread sees its own last error message. Driven by tests/c_abi.rs.
+ * thread sees its own last error message. Then a model freed while another thread predicts on it:
+ * the prediction returns NNRT_CANCELLED and the free waits for it (valgrind checks nothing is
+ * touched after the free). Driven by tests/c_abi.rs.
  *
  *   threads MODEL_DIR THREADS PREDICTIONS_PER_THREAD
  *
@@ -8,6 +10,7 @@
  */
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +73,47 @@ static void *work(void *arg) {
     if (nnrt_model_num_labels(model, &n) != NNRT_OK || strstr(nnrt_last_error_message(), expected) == NULL) w->errors++;
   }
   return NULL;
+}
+
+/* The model freed under a running prediction: the predicting thread's side. */
+typedef struct freed_while_predicting {
+  nnrt_model *model;
+  nnrt_predict_options *options;
+  volatile int in_network;
+  nnrt_status status;
+} freed_while_predicting;
+
+static int32_t note_network(uint32_t stage, double fraction, void *user_data) {
+  (void)fraction;
+  if (stage == NNRT_STAGE_NETWORK) ((freed_while_predicting *)user_data)->in_network = 1;
+  return 0;
+}
+
+static void *predict_until_freed(void *arg) {
+  freed_while_predicting *f = (freed_while_predicting *)arg;
+  nnrt_result *result = NULL;
+  f->status = nnrt_predict(f->model, &volume, f->options, &result);
+  nnrt_result_free(result);
+  return NULL;
+}
+
+/* Frees a model while another thread predicts with mirroring on (8 forwards per tile). */
+static int free_during_prediction(const char *model_dir) {
+  freed_while_predicting f;
+  pthread_t thread;
+  memset(&f, 0, sizeof f);
+  if (nnrt_model_load(model_dir, NULL, &f.model) != NNRT_OK || nnrt_predict_options_new(&f.options) != NNRT_OK ||
+      nnrt_predict_options_set_progress(f.options, note_network, &f) != NNRT_OK) {
+    fprintf(stderr, "threads: setup of the free test failed: %s\n", nnrt_last_error_message());
+    return 1;
+  }
+  if (pthread_create(&thread, NULL, predict_until_freed, &f) != 0) return 1;
+  while (!f.in_network) sched_yield();
+  nnrt_model_free(f.model); /* cancels the prediction and returns once it has */
+  pthread_join(thread, NULL);
+  nnrt_predict_options_free(f.options);
+  printf("threads: model freed during a prediction, which returned %s\n", nnrt_status_str(f.status));
+  return f.status == NNRT_CANCELLED || f.status == NNRT_OK ? 0 : 1;
 }
 
 int main(int argc, char **argv) {
@@ -144,5 +188,5 @@ int main(int argc, char **argv) {
   nnrt_model_free(loaded);
   printf("threads: %d predictions on %d threads, %lu foreground voxels each, %s\n", total, threads,
          (unsigned long)foreground, failed ? "FAILED" : "all identical");
-  return failed;
+  return failed | free_during_prediction(argv[1]);
 }
