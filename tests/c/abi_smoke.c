@@ -798,6 +798,13 @@ static void abi_1_0(nnrt_model *head, const char *head_dir, const char *bundle_p
   EXPECT_STATUS(nnrt_result_labels(from_bundle, &bundle_labels, &dtype, dims), NNRT_OK);
   EXPECT(memcmp(labels, bundle_labels, NVOX) == 0);
 
+  /* The accumulation precision by name, as the command line spells it. */
+  EXPECT_STATUS(nnrt_predict_options_set_precision_name(options, "double"), NNRT_INVALID_ARGUMENT);
+  EXPECT(strstr(nnrt_last_error_message(), "half or single") != NULL);
+  EXPECT_STATUS(nnrt_predict_options_set_precision_name(options, NULL), NNRT_NULL_ARGUMENT);
+  EXPECT_STATUS(nnrt_predict_options_set_precision_name(options, "single"), NNRT_OK);
+  EXPECT_STATUS(nnrt_predict_options_set_precision_name(options, "half"), NNRT_OK);
+
   /* Cancelling when nothing runs does nothing. */
   EXPECT_STATUS(nnrt_cancel(NULL), NNRT_NULL_ARGUMENT);
   EXPECT_STATUS(nnrt_cancel(bundled), NNRT_OK);
