@@ -49,9 +49,9 @@ impl nnrt_model {
     pub(crate) fn new(model: Model) -> nnrt_model {
         let label_names = model.plan().labels.iter().map(|l| c_string(&l.name)).collect();
         let class_names =
-            model.folder().classification.iter().flat_map(|s| s.class_names.iter().map(c_string)).collect();
-        let channel_names = model.plan().channel_names.iter().map(c_string).collect();
-        let fold_names = model.fold_names().iter().map(c_string).collect();
+            model.folder().classification.iter().flat_map(|s| s.class_names.iter().map(|n| c_string(n))).collect();
+        let channel_names = model.plan().channel_names.iter().map(|n| c_string(n)).collect();
+        let fold_names = model.fold_names().iter().map(|n| c_string(n)).collect();
         let runtime_info = c_string(&serde_json::to_string(&model.runtime_info()).unwrap_or_else(|_| "null".into()));
         nnrt_model {
             model,
@@ -90,7 +90,7 @@ impl Drop for Running<'_> {
 ///
 /// # Safety
 /// `options` is NULL or a live `nnrt_options`.
-unsafe fn load_options<'a>(options: *const nnrt_options, defaults: &'a LoadOptions) -> &'a LoadOptions {
+unsafe fn load_options(options: *const nnrt_options, defaults: &LoadOptions) -> &LoadOptions {
     // SAFETY: NULL or a live `nnrt_options` from `nnrt_options_new`, per the caller.
     if options.is_null() {
         defaults

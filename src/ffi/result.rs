@@ -18,14 +18,15 @@ pub struct nnrt_result {
 
 impl nnrt_result {
     pub(crate) fn new(prediction: Prediction) -> nnrt_result {
-        let class_names = prediction.classification.iter().flat_map(|c| c.class_names.iter().map(c_string)).collect();
-        let label_names = prediction.label_names.iter().map(c_string).collect();
+        let class_names =
+            prediction.classification.iter().flat_map(|c| c.class_names.iter().map(|n| c_string(n))).collect();
+        let label_names = prediction.label_names.iter().map(|n| c_string(n)).collect();
         nnrt_result { prediction, label_names, class_names }
     }
 }
 
 /// A name for C: an interior NUL (never in nnU-Net's names) becomes a space.
-pub(crate) fn c_string(name: &String) -> CString {
+pub(crate) fn c_string(name: &str) -> CString {
     CString::new(name.replace('\0', " ")).unwrap_or_default()
 }
 

@@ -218,7 +218,7 @@ impl ModelFolder {
         let available = source.exported_folds()?;
         let chosen: Vec<String> = match folds {
             None => available.clone(),
-            Some(list) if list.is_empty() => return Err(Error::invalid_argument("the fold list is empty")),
+            Some([]) => return Err(Error::invalid_argument("the fold list is empty")),
             Some(list) => {
                 for name in list {
                     if !available.contains(name) {
