@@ -65,8 +65,16 @@ fn gz_budget(compressed: u64) -> u64 {
 /// Header, then (skipping any extensions up to `vox_offset`) the data block, from a stream that
 /// holds at most `budget` bytes.
 fn decode_stream(mut source: impl Read, budget: u64) -> Result<NiftiImage> {
-    let header =
-        NiftiHeader::from_reader(&mut source).map_err(|e| Error::invalid_image(format!("not a NIfTI-1 file: {e}")))?;
+    let header = NiftiHeader::from_reader(&mut source).map_err(|e| {
+        let why = match e {
+            nifti::NiftiError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                "it ends inside the 348-byte NIfTI-1 header".to_string()
+            }
+            nifti::NiftiError::Io(e) => e.to_string(),
+            other => other.to_string(),
+        };
+        Error::invalid_image(format!("cannot read NIfTI file: {why}"))
+    })?;
     if &header.magic == b"ni1\0" {
         return Err(Error::invalid_image(
             "a header-only NIfTI file (.hdr/.img pair); use a single .nii or .nii.gz file",
