@@ -449,7 +449,7 @@ impl Configuration {
     }
 
     /// Predicts `volume`. `progress(stage, fraction)` is called at stage boundaries and after
-    /// every tile; returning `false` cancels and the call fails with [`ErrorKind::Cancelled`].
+    /// every network pass; returning `false` cancels and the call fails with [`ErrorKind::Cancelled`].
     pub fn predict(
         &self,
         volume: &VolumeView<'_>,
@@ -937,7 +937,7 @@ impl Model {
     }
 
     /// Predicts `volume`. `progress(stage, fraction)` is called at stage boundaries and after
-    /// every tile; returning `false` cancels and the call fails with [`ErrorKind::Cancelled`]. An
+    /// every network pass; returning `false` cancels and the call fails with [`ErrorKind::Cancelled`]. An
     /// ensemble runs its members in turn; each reports its stages with fractions of the whole.
     pub fn predict(
         &self,

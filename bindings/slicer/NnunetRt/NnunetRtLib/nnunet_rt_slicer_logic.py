@@ -213,8 +213,9 @@ class SegmentationTask:
 
     ``model`` is an ``nnunet_rt.Model`` or a callable returning one (called on the worker, so
     loading does not block the GUI either; the loaded model is then in ``self.model``).
-    :meth:`cancel` makes the next progress report return False: the run stops within one tile
-    and ``error`` holds ``nnunet_rt.Cancelled``. Nothing here touches Qt or the MRML scene.
+    :meth:`cancel` interrupts the network pass in progress (on ONNX Runtime's CPU provider; on
+    OpenVINO the pass finishes first) and makes the next progress report return False; ``error``
+    then holds ``nnunet_rt.Cancelled``. Nothing here touches Qt or the MRML scene.
     """
 
     def __init__(self, model, volume_kji, ijk_to_ras, **options):
@@ -237,8 +238,15 @@ class SegmentationTask:
         return self
 
     def cancel(self) -> None:
-        """Asks the run to stop (safe from any thread)."""
+        """Asks the run to stop (safe from any thread): the library interrupts the network pass in
+        progress where it can (``Model.cancel``), and the next progress report stops the rest."""
         self._cancel.set()
+        model = self.model
+        if model is not None and hasattr(model, "cancel"):
+            try:
+                model.cancel()
+            except Exception:  # closed, or a stand-in without a native model: the progress check stops it
+                pass
 
     @property
     def cancel_requested(self) -> bool:
