@@ -261,71 +261,62 @@ class Model:
         path_bytes = os.fsencode(self.path)
         self._open(
             lambda lib, options, pointer: lib.nnrt_model_load(path_bytes, options, byref(pointer)),
-            folds, device, network_precision, threads, tf32, ort_library, openvino_library, openvino_cache_dir,
-            postprocessing, previous_stage_model, library,
+            folds=folds, device=device, network_precision=network_precision, threads=threads, tf32=tf32,
+            ort_library=ort_library, openvino_library=openvino_library, openvino_cache_dir=openvino_cache_dir,
+            postprocessing=postprocessing, previous_stage_model=previous_stage_model, library=library,
         )
 
     @classmethod
-    def ensemble(
-        cls,
-        paths: Sequence[PathLike],
-        *,
-        folds: Optional[Sequence[Union[str, int]]] = None,
-        device: str = "auto",
-        network_precision: str = "f32",
-        threads: Optional[int] = None,
-        postprocessing: Union[None, bool, PathLike] = None,
-        library: Optional[PathLike] = None,
-    ) -> "Model":
+    def ensemble(cls, paths: Sequence[PathLike], **options) -> "Model":
         """An ensemble of model folders, predicted as ``nnUNetv2_ensemble`` combines them (the
         members' probabilities averaged, then labelled); no postprocessing unless
-        ``postprocessing`` names a file. The options apply to every member."""
+        ``postprocessing`` names a file. ``options`` are the constructor's keywords and apply to
+        every member."""
         paths = [os.fspath(p) for p in paths]
-        model = cls.__new__(cls)
-        model._handle = None
-        model.path = os.pathsep.join(paths)
         names = (c_char_p * len(paths))(*[os.fsencode(p) for p in paths])
-        model._open(
-            lambda lib, options, pointer: lib.nnrt_model_load_ensemble(names, len(paths), options, byref(pointer)),
-            folds, device, network_precision, threads, False, None, None, None, postprocessing, None, library,
+        return cls._opened(
+            os.pathsep.join(paths),
+            lambda lib, handle, pointer: lib.nnrt_model_load_ensemble(names, len(paths), handle, byref(pointer)),
+            options,
         )
-        return model
 
     @classmethod
-    def from_bundle_bytes(
-        cls,
-        data: bytes,
-        *,
-        folds: Optional[Sequence[Union[str, int]]] = None,
-        device: str = "auto",
-        network_precision: str = "f32",
-        threads: Optional[int] = None,
-        tf32: bool = False,
-        ort_library: Optional[PathLike] = None,
-        openvino_library: Optional[PathLike] = None,
-        openvino_cache_dir: Optional[PathLike] = None,
-        postprocessing: Union[None, bool, PathLike] = None,
-        library: Optional[PathLike] = None,
-    ) -> "Model":
+    def from_bundle_bytes(cls, data, **options) -> "Model":
         """Loads a model bundle from memory (e.g. decrypted by the application), never touching
-        the disk; ``data`` is any bytes-like object and is not kept. The options are the
-        constructor's (a bundle carries its own previous stage)."""
-        model = cls.__new__(cls)
-        model._handle = None
-        model.path = "<bundle in memory>"
+        the disk; ``data`` is any bytes-like object and is not kept. ``options`` are the
+        constructor's keywords (a bundle carries its own previous stage)."""
         view = memoryview(data).cast("B")
         # One copy into C memory: ctypes cannot pass a read-only buffer (bytes) by address.
         buffer = (ctypes.c_ubyte * len(view)).from_buffer_copy(view)
-        model._open(
-            lambda lib, options, pointer: lib.nnrt_model_load_from_memory(buffer, len(view), options, byref(pointer)),
-            folds, device, network_precision, threads, tf32, ort_library, openvino_library, openvino_cache_dir,
-            postprocessing, None, library,
+        return cls._opened(
+            "<bundle in memory>",
+            lambda lib, handle, pointer: lib.nnrt_model_load_from_memory(buffer, len(view), handle, byref(pointer)),
+            options,
         )
+
+    @classmethod
+    def _opened(cls, path: str, load, options: dict) -> "Model":
+        model = cls.__new__(cls)
+        model._handle = None
+        model.path = path
+        model._open(load, **options)
         return model
 
     def _open(
-        self, load, folds, device, network_precision, threads, tf32, ort_library, openvino_library, openvino_cache_dir,
-        postprocessing, previous_stage_model, library,
+        self,
+        load,
+        *,
+        folds=None,
+        device="auto",
+        network_precision="f32",
+        threads=None,
+        tf32=False,
+        ort_library=None,
+        openvino_library=None,
+        openvino_cache_dir=None,
+        postprocessing=None,
+        previous_stage_model=None,
+        library=None,
     ) -> None:
         lib = load_library(library)
         self._lib = lib
