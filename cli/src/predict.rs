@@ -169,17 +169,44 @@ pub fn run(args: PredictArgs, interrupt: &Interrupt) -> Result<()> {
     if !args.quiet {
         eprintln!("nnunet-rt: {}", describe_model(&model));
     }
+    // A signal also interrupts the network pass in progress (Model::cancel), not only the next
+    // progress report: on ONNX Runtime's CPU provider the stop then comes within about a second.
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !finished.load(std::sync::atomic::Ordering::SeqCst) {
+                if interrupt.received().is_some() {
+                    model.cancel();
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        });
+        let outcome = predict_cases(&model, &cases, &options, args.quiet, interrupt);
+        finished.store(true, std::sync::atomic::Ordering::SeqCst);
+        outcome
+    })
+}
+
+/// Predicts every case in turn; a failed case is reported and the others go on, a signal stops.
+fn predict_cases(
+    model: &Model,
+    cases: &[Case],
+    options: &PredictOptions,
+    quiet: bool,
+    interrupt: &Interrupt,
+) -> Result<()> {
     let mut failures = 0;
     let mut done = 0;
-    for case in &cases {
+    for case in cases {
         if let Some(sig) = interrupt.received() {
             return Err(interrupted(sig, done, cases.len()));
         }
-        match predict_case(&model, case, &options, args.quiet, interrupt) {
+        match predict_case(model, case, options, quiet, interrupt) {
             Ok(()) => done += 1,
             Err(err) => match interrupt.received() {
                 Some(sig) if err.kind() == ErrorKind::Cancelled => {
-                    if !args.quiet {
+                    if !quiet {
                         eprintln!();
                     }
                     return Err(interrupted(sig, done, cases.len()));
