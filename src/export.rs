@@ -199,14 +199,15 @@ pub fn working_set_bytes(
     logit_bytes: u64,
     probabilities: bool,
 ) -> u64 {
-    let classes = classes as u64;
-    let input: u64 = shape.iter().map(|&n| n as u64).product();
-    let resampled: u64 = new_shape.iter().map(|&n| n as u64).product();
+    // In f64, cast back saturating (see `preprocess::working_set_bytes`).
+    let (classes, logit_bytes) = (classes as f64, logit_bytes as f64);
+    let input: f64 = shape.iter().map(|&n| n as f64).product();
+    let resampled: f64 = new_shape.iter().map(|&n| n as f64).product();
     let resampling = new_shape != shape;
-    classes * resampled * logit_bytes
-        + if resampling { classes * input * logit_bytes + 3 * input.max(resampled) * 8 } else { 0 }
-        + 3 * input
-        + if probabilities { 2 * classes * input * 4 } else { 0 }
+    (classes * resampled * logit_bytes
+        + if resampling { classes * input * logit_bytes + 3.0 * input.max(resampled) * 8.0 } else { 0.0 }
+        + 3.0 * input
+        + if probabilities { 2.0 * classes * input * 4.0 } else { 0.0 }) as u64
 }
 
 /// The label map that probabilities `(outputs, voxels)` give (softmax probabilities or region

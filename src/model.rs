@@ -599,7 +599,7 @@ impl Configuration {
     /// [`Configuration::estimate_peak_bytes`] from a volume's (x, y, z) dims and spacing alone.
     pub fn estimate_peak_bytes_for(&self, dims: [usize; 3], spacing: [f64; 3], options: &PredictOptions) -> u64 {
         let plan = self.plan();
-        let input: u64 = dims.iter().map(|&d| d as u64).product();
+        let input: u64 = dims.iter().fold(1u64, |n, &d| n.saturating_mul(d as u64));
         let shape = plan.to_network_axes(dims);
         let spacing_xyz = spacing;
         let spacing = plan.to_network_axes(spacing);
@@ -624,7 +624,7 @@ impl Configuration {
             // A cascade's first stage runs before; its labels stay while this stage runs.
             Some(previous) => {
                 let options = PredictOptions { probabilities: false, ..options.clone() };
-                previous.estimate_peak_bytes_for(dims, spacing_xyz, &options).max(own + input)
+                previous.estimate_peak_bytes_for(dims, spacing_xyz, &options).max(own.saturating_add(input))
             }
             None => own,
         }
@@ -931,9 +931,12 @@ impl Model {
         let member_options = PredictOptions { probabilities: true, ..options.clone() };
         let largest =
             self.configurations.iter().map(|c| c.estimate_peak_bytes_for(dims, spacing, &member_options)).max();
-        let voxels: u64 = dims.iter().map(|&d| d as u64).product();
-        let held = (self.configurations.len() as u64 + 1) * self.plan().num_outputs() as u64 * voxels * 4;
-        largest.unwrap_or(0) + held
+        let voxels: u64 = dims.iter().fold(1u64, |n, &d| n.saturating_mul(d as u64));
+        let held = (self.configurations.len() as u64 + 1)
+            .saturating_mul(self.plan().num_outputs() as u64)
+            .saturating_mul(voxels)
+            .saturating_mul(4);
+        largest.unwrap_or(0).saturating_add(held)
     }
 
     /// Predicts `volume`. `progress(stage, fraction)` is called at stage boundaries and after

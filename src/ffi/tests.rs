@@ -602,3 +602,95 @@ fn the_process_reports_what_it_has() {
         None => assert!(json["onnxruntime_error"].as_str().is_some_and(|e| !e.is_empty()), "{text}"),
     }
 }
+
+/// A small deterministic generator (xorshift64*), so the random descriptions below are the same
+/// on every run and a failure names a reproducible iteration.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        from[self.below(from.len() as u64) as usize]
+    }
+}
+
+#[test]
+fn random_volume_descriptions_give_a_status_never_a_panic() {
+    // Random dtype codes, dims, channels, spacing, direction, struct sizes and strides through
+    // the real entry point, with a fake network; every buffer the description addresses exists
+    // (the caller's side of the contract), everything else is fair game.
+    let model = handle(Model::with_networks(fixture_model("resenc_ct"), vec![Box::new(Constant::new(3))]));
+    let storage = vec![0u64; 4096]; // 32 KiB, 8-byte aligned
+    let mut random = Random(0x9e37_79b9_7f4a_7c15);
+    let odd = [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-300, 1e300];
+    let mut outcomes = std::collections::BTreeMap::new();
+    for iteration in 0..3000 {
+        let dims = [1 + random.below(9) as usize, 1 + random.below(9) as usize, 1 + random.below(5) as usize];
+        let mut v = nnrt_volume {
+            data: storage.as_ptr().cast(),
+            dtype: random.below(10) as u32,
+            dims,
+            channels: 1 + random.below(2) as usize,
+            ..volume(&[], dims)
+        };
+        let size = match v.dtype {
+            NNRT_DTYPE_U8 | NNRT_DTYPE_I8 => 1i64,
+            NNRT_DTYPE_U16 | NNRT_DTYPE_I16 => 2,
+            NNRT_DTYPE_U32 | NNRT_DTYPE_I32 | NNRT_DTYPE_F32 => 4,
+            _ => 8,
+        };
+        match random.below(8) {
+            0 => v.spacing[random.below(3) as usize] = random.pick(&odd),
+            1 => v.direction[random.below(9) as usize] = random.pick(&odd),
+            2 => v.struct_size = random.below(300) as usize,
+            3 => v.dims[random.below(3) as usize] = random.pick(&[0, usize::MAX, usize::MAX / 3]),
+            4 => v.channels = random.pick(&[0, 3, usize::MAX]),
+            5 => {
+                // Strides that stay inside the storage: x, y, z and channel in any order and sign.
+                let n = dims.iter().product::<usize>() as i64 * v.channels as i64;
+                if n * size * 2 <= 4096 * 8 {
+                    let mut order = [1i64, dims[0] as i64, (dims[0] * dims[1]) as i64, n / v.channels as i64];
+                    for s in order.iter_mut() {
+                        *s *= size * random.pick(&[1, 2]);
+                    }
+                    v.byte_strides = order;
+                    if random.below(3) == 0 {
+                        v.byte_strides[0] += 1; // not a multiple of the element size
+                    }
+                }
+            }
+            6 => v.data = (storage.as_ptr() as *const u8).wrapping_add(1).cast(), // misaligned
+            _ => {}
+        }
+        let fits = v.dims.iter().chain([&v.channels]).try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+        if fits.is_none_or(|n| n.saturating_mul(size as u64) > 4096 * 8) && v.byte_strides == [0; 4] {
+            // The caller must own every voxel it describes: only descriptions the library can
+            // refuse without reading them (zero, overflowing) may exceed the storage.
+            if fits.is_some_and(|n| n > 0) && !matches!(v.dtype, 0 | 9) {
+                continue;
+            }
+        }
+        let mut result = null_mut();
+        let status = nnrt_predict(model, &v, null(), &mut result);
+        assert_ne!(status, NNRT_PANIC, "iteration {iteration}: {}", last_error());
+        assert!((status == NNRT_OK) == !result.is_null(), "iteration {iteration}");
+        if status != NNRT_OK {
+            assert!(!last_error().is_empty());
+        }
+        nnrt_result_free(result);
+        *outcomes.entry(status).or_insert(0) += 1;
+    }
+    // The generator reaches both sides: predictions and each kind of refusal.
+    for status in [NNRT_OK, NNRT_INVALID_ARGUMENT, NNRT_INVALID_IMAGE, NNRT_SHAPE_MISMATCH] {
+        assert!(outcomes.get(&status).is_some_and(|&n| n > 10), "{outcomes:?}");
+    }
+    nnrt_model_free(model);
+}

@@ -176,7 +176,10 @@ mod tests {
     use super::*;
 
     fn bundle_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-        let dir = std::env::temp_dir().join(format!("nnrt-bundle-test-{}", std::process::id()));
+        // One folder per call: the tests run in parallel.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("nnrt-bundle-test-{}-{call}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let paths: Vec<(String, std::path::PathBuf)> = files
             .iter()

@@ -107,13 +107,15 @@ pub fn preprocess_with_previous_stage(
 /// spline coefficients (12 voxels of padding per side), in-plane planes and output, plus the
 /// float32 result. Counted on the uncropped shape: a crop only shrinks these buffers.
 pub fn working_set_bytes(channels: usize, shape: [usize; 3], new_shape: [usize; 3]) -> u64 {
-    let channels = channels as u64;
-    let input: u64 = shape.iter().map(|&n| n as u64).product();
-    let resampled: u64 = new_shape.iter().map(|&n| n as u64).product();
-    let spline: u64 = (0..3).map(|i| shape[i] as u64 + 24).product();
-    let in_plane = (shape[0] as u64 + 24) * (new_shape[1] * new_shape[2]) as u64;
-    let resample_work = input * 8 + spline * 8 + in_plane * 8 + resampled * 8 + channels * resampled * 4;
-    channels * input * 4 + if new_shape != shape { resample_work } else { 0 }
+    // In f64, cast back saturating: an absurd shape (a spacing of 1e300 mm) gives an estimate no
+    // memory holds, never an overflow.
+    let channels = channels as f64;
+    let input: f64 = shape.iter().map(|&n| n as f64).product();
+    let resampled: f64 = new_shape.iter().map(|&n| n as f64).product();
+    let spline: f64 = (0..3).map(|i| shape[i] as f64 + 24.0).product();
+    let in_plane = (shape[0] as f64 + 24.0) * new_shape[1] as f64 * new_shape[2] as f64;
+    let resample_work = input * 8.0 + spline * 8.0 + in_plane * 8.0 + resampled * 8.0 + channels * resampled * 4.0;
+    (channels * input * 4.0 + if new_shape != shape { resample_work } else { 0.0 }) as u64
 }
 
 /// The previous stage's labels as the cascade network's extra channels, on the preprocessed grid.

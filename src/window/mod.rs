@@ -293,16 +293,17 @@ pub fn working_set_bytes(
     patch: [usize; 3],
     logit_bytes: u64,
 ) -> u64 {
-    let (channels, classes) = (channels as u64, classes as u64);
-    let voxels: u64 = shape.iter().map(|&n| n as u64).product();
-    let padded: u64 = (0..3).map(|i| shape[i].max(patch[i]) as u64).product();
-    let patch_voxels: u64 = patch.iter().map(|&n| n as u64).product();
+    // In f64, cast back saturating (see `preprocess::working_set_bytes`).
+    let (channels, classes, logit_bytes) = (channels as f64, classes as f64, logit_bytes as f64);
+    let voxels: f64 = shape.iter().map(|&n| n as f64).product();
+    let padded: f64 = (0..3).map(|i| shape[i].max(patch[i]) as f64).product();
+    let patch_voxels: f64 = patch.iter().map(|&n| n as f64).product();
     let padding = (0..3).any(|i| shape[i] < patch[i]);
-    channels * voxels * 4
-        + if padding { channels * padded * 4 } else { 0 }
-        + 2 * classes * padded * logit_bytes
+    (channels * voxels * 4.0
+        + if padding { channels * padded * 4.0 } else { 0.0 }
+        + 2.0 * classes * padded * logit_bytes
         + padded * logit_bytes
-        + patch_voxels * 4 * (2 * channels + 3 * classes)
+        + patch_voxels * 4.0 * (2.0 * channels + 3.0 * classes)) as u64
 }
 
 /// One case through every fold: what [`run_folds`] needs besides the networks.
