@@ -87,7 +87,12 @@ pub(crate) fn emit(level: Level, message: impl FnOnce() -> String) {
     };
     match sink {
         Some(sink) => sink(level, &message()),
-        None => eprintln!("nnunet-rt: {}", message()),
+        // Not eprintln!: it panics when stderr is closed (a daemon host), and this runs inside
+        // ONNX Runtime's logging callback, where a panic would abort the process.
+        None => {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "nnunet-rt: {}", message());
+        }
     }
 }
 

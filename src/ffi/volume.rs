@@ -129,7 +129,8 @@ impl nnrt_volume {
                     }))
                 } else {
                     let strides = element_strides(self.byte_strides, size)?;
-                    let mut packed: Vec<$t> = try_vec(count, "a packed copy of the strided input volume")?;
+                    let mut packed: Vec<$t> =
+                        crate::memory::try_filled(count, <$t>::default(), "a packed copy of the strided input volume")?;
                     // SAFETY: per the contract every (x, y, z, c) the strides address is readable.
                     unsafe { gather(self.data as *const $t, self.dims, self.channels, strides, &mut packed) };
                     Voxels::Gathered(Gathered::$variant(packed))
@@ -204,11 +205,6 @@ unsafe fn gather<T: Copy>(first: *const T, dims: [usize; 3], channels: usize, s:
             }
         }
     }
-}
-
-/// A zero-filled vector of `len` elements whose allocation failure is an error, not an abort.
-pub(crate) fn try_vec<T: Default + Clone>(len: usize, what: &str) -> Result<Vec<T>> {
-    crate::memory::try_filled(len, T::default(), what)
 }
 
 /// Writes `labels` (x fastest, `dims`) into the caller's buffer as `dtype` at `byte_strides`

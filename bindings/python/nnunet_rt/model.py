@@ -351,13 +351,7 @@ class Model:
         self, options, folds, device, network_precision, threads, tf32, ort_library, openvino_library, openvino_cache_dir
     ) -> None:
         lib = self._lib
-        if folds is not None:
-            if isinstance(folds, (str, int)):
-                folds = [folds]
-            names = [str(f).encode("utf-8") for f in folds]
-            if names:
-                array = (c_char_p * len(names))(*names)
-                _raise_for(lib, lib.nnrt_options_set_folds(options, array, len(names)))
+        _set_folds(lib, options, folds)
         # Names are the library's own (auto, cpu, openvino, cuda, cuda:N; f32, bf16): it parses them.
         _raise_for(lib, lib.nnrt_options_set_device_name(options, _name(device, "device")))
         _raise_for(lib, lib.nnrt_options_set_network_precision_name(options, _name(network_precision, "network precision")))
@@ -712,6 +706,16 @@ def _describe(array: np.ndarray, spacing, origin, direction) -> "_lib.nnrt_volum
     return volume
 
 
+def _set_folds(lib: Library, options: c_void_p, folds) -> None:
+    """Selects folds by name (one name or int, or a sequence); None or [] keeps every fold."""
+    if folds is None:
+        return
+    names = [str(f).encode("utf-8") for f in ([folds] if isinstance(folds, (str, int)) else folds)]
+    if names:
+        array = (c_char_p * len(names))(*names)
+        _raise_for(lib, lib.nnrt_options_set_folds(options, array, len(names)))
+
+
 def write_bundle(model_dir: PathLike, output: PathLike, *, folds=None, previous_stage_model=None, library=None) -> None:
     """Writes the model folder ``model_dir`` as one bundle file ``output`` (``.nnrt``), which
     :class:`Model` and :meth:`Model.from_bundle_bytes` load: plans, dataset, the folds (``None``:
@@ -720,10 +724,7 @@ def write_bundle(model_dir: PathLike, output: PathLike, *, folds=None, previous_
     options = c_void_p()
     _raise_for(lib, lib.nnrt_options_new(byref(options)))
     try:
-        if folds is not None:
-            names = [str(f).encode("utf-8") for f in ([folds] if isinstance(folds, (str, int)) else folds)]
-            array = (c_char_p * len(names))(*names)
-            _raise_for(lib, lib.nnrt_options_set_folds(options, array, len(names)))
+        _set_folds(lib, options, folds)
         if previous_stage_model is not None:
             path = os.fsencode(os.fspath(previous_stage_model))
             _raise_for(lib, lib.nnrt_options_set_previous_stage_model(options, path))
